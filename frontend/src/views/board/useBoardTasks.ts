@@ -1,0 +1,128 @@
+import { useCallback, useEffect, useRef, useState } from "react";
+import { useClient, useSubscription } from "urql";
+import type { OperationResult } from "urql";
+import type {
+  BoardTaskFieldsFragment,
+  BoardTasksQuery,
+  TaskFilter,
+} from "../../gql/graphql";
+import { BoardChangedDocument, BoardTasksDocument } from "./queries";
+
+/** The server caps a page at 200 (TASKMACHINE_MAX_PAGE_SIZE); ask for that much at a time. */
+export const BOARD_PAGE_SIZE = 200;
+
+export type BoardTask = BoardTaskFieldsFragment;
+
+export interface BoardTasksState {
+  tasks: BoardTask[];
+  totalCount: number;
+  /** True until the first page arrived. */
+  loading: boolean;
+  /** True while later pages are still coming in. */
+  loadingMore: boolean;
+  error: unknown;
+  reload: () => void;
+  /** Puts a task the viewer just created or edited in place without waiting for the live event. */
+  upsert: (task: BoardTask) => void;
+}
+
+/** Whether a task belongs on a board with this filter (so live changes can move it in or out). */
+export function matchesFilter(task: BoardTask, filter: TaskFilter): boolean {
+  if (filter.priority && task.priority !== filter.priority) return false;
+  if (filter.projectId && task.project?.id !== filter.projectId) return false;
+  if (filter.assigneeId && task.assignee?.id !== filter.assigneeId) return false;
+  return true;
+}
+
+/**
+ * Every task on the board: pages through the connection (first page paints at once, the rest
+ * follow), then keeps the list current from `boardChanged`, so another browser's change shows
+ * without a reload.
+ */
+export function useBoardTasks(workspaceId: string, filter: TaskFilter): BoardTasksState {
+  const client = useClient();
+  const [tasks, setTasks] = useState<BoardTask[]>([]);
+  const [totalCount, setTotalCount] = useState(0);
+  const [loading, setLoading] = useState(true);
+  const [loadingMore, setLoadingMore] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [generation, setGeneration] = useState(0);
+  const filterKey = JSON.stringify(filter);
+  const filterRef = useRef(filter);
+  filterRef.current = filter;
+
+  useEffect(() => {
+    let cancelled = false;
+    const currentFilter = JSON.parse(filterKey) as TaskFilter;
+    async function load() {
+      setLoading(true);
+      setError(null);
+      let after: string | null = null;
+      let first = true;
+      for (;;) {
+        const result: OperationResult<BoardTasksQuery> = await client
+          .query(
+            BoardTasksDocument,
+            { workspaceId, first: BOARD_PAGE_SIZE, after, filter: currentFilter },
+            { requestPolicy: "network-only" },
+          )
+          .toPromise();
+        if (cancelled) return;
+        if (result.error || !result.data?.workspace) {
+          setError(result.error ?? new Error("This workspace is not available."));
+          setLoading(false);
+          setLoadingMore(false);
+          return;
+        }
+        const connection = result.data.workspace.tasks;
+        const page = connection.edges.map((edge) => edge.node);
+        setTasks((previous) => (first ? page : mergeTasks(previous, page)));
+        setTotalCount(connection.totalCount);
+        setLoading(false);
+        first = false;
+        if (!connection.pageInfo.hasNextPage || !connection.pageInfo.endCursor) break;
+        setLoadingMore(true);
+        after = connection.pageInfo.endCursor;
+      }
+      setLoadingMore(false);
+    }
+    void load();
+    return () => {
+      cancelled = true;
+    };
+  }, [client, workspaceId, filterKey, generation]);
+
+  const upsert = useCallback((task: BoardTask) => {
+    setTasks((previous) => {
+      const inFilter = matchesFilter(task, filterRef.current);
+      const index = previous.findIndex((t) => t.id === task.id);
+      if (index === -1) return inFilter ? [task, ...previous] : previous;
+      if (!inFilter) return previous.filter((t) => t.id !== task.id);
+      const next = previous.slice();
+      next[index] = task;
+      return next;
+    });
+  }, []);
+
+  const [live] = useSubscription({ query: BoardChangedDocument, variables: { workspaceId } });
+  const lastEvent = useRef<unknown>(null);
+  useEffect(() => {
+    const change = live.data?.boardChanged;
+    if (!change || change === lastEvent.current) return;
+    lastEvent.current = change;
+    if (change.task) {
+      upsert(change.task);
+    } else {
+      // The task is gone (deleted or no longer visible to the viewer).
+      setTasks((previous) => previous.filter((t) => t.id !== change.taskId));
+    }
+  }, [live.data, upsert]);
+
+  const reload = useCallback(() => setGeneration((g) => g + 1), []);
+  return { tasks, totalCount, loading, loadingMore, error, reload, upsert };
+}
+
+function mergeTasks(existing: BoardTask[], page: BoardTask[]): BoardTask[] {
+  const seen = new Set(existing.map((t) => t.id));
+  return existing.concat(page.filter((t) => !seen.has(t.id)));
+}

@@ -1,0 +1,176 @@
+import { useEffect, useState } from "react";
+import { useMutation, useQuery } from "urql";
+import type { MachinesQuery } from "../../gql/graphql";
+import { Can, useWorkspace } from "../../app/workspace";
+import { EmptyState } from "../../components/EmptyState";
+import { ErrorMessage } from "../../components/ErrorMessage";
+import { Loading } from "../../components/Loading";
+import { formatAgo, formatTime } from "../../lib/format";
+import { RemoveMachineDocument, RequestMachineUpdateDocument, MachinesDocument, SetRuntimeEnabledDocument } from "./queries";
+
+type Machine = NonNullable<MachinesQuery["workspace"]>["machines"][number];
+type Runtime = Machine["runtimes"][number];
+
+/** Machines in the workspace: online state, CLI version and updates, runtimes, execution root. */
+export function Machines() {
+  const { workspace } = useWorkspace();
+  const [{ data, fetching, error }, refetch] = useQuery({
+    query: MachinesDocument,
+    variables: { workspaceId: workspace.id },
+  });
+  // Online is a 30 s freshness rule: poll so the page follows heartbeats without a reload.
+  useEffect(() => {
+    const timer = setInterval(() => refetch({ requestPolicy: "network-only" }), 10_000);
+    return () => clearInterval(timer);
+  }, [refetch]);
+
+  if (fetching && !data) return <Loading label="Loading machines…" />;
+  const machines = data?.workspace?.machines ?? [];
+  return (
+    <section className="page" aria-labelledby="machines-title">
+      <div className="page__header">
+        <h1 id="machines-title">Machines</h1>
+      </div>
+      {error && <ErrorMessage error={error} onRetry={() => refetch({ requestPolicy: "network-only" })} />}
+      {machines.length === 0 && !error ? (
+        <EmptyState title="No machines yet">
+          Run <code>tama setup</code> on a computer to connect it to this workspace.
+        </EmptyState>
+      ) : (
+        <ul className="list">
+          {machines.map((machine) => (
+            <MachineCard key={machine.id} machine={machine} onChanged={() => refetch({ requestPolicy: "network-only" })} />
+          ))}
+        </ul>
+      )}
+    </section>
+  );
+}
+
+function MachineCard({ machine, onChanged }: { machine: Machine; onChanged: () => void }) {
+  const [update, requestUpdate] = useMutation(RequestMachineUpdateDocument);
+  const [removal, remove] = useMutation(RemoveMachineDocument);
+  const [confirming, setConfirming] = useState(false);
+  return (
+    <li className="panel" data-machine-id={machine.id} aria-label={`Machine ${machine.name}`}>
+      <div className="page__header">
+        <h2>
+          <span className={machine.online ? "dot dot--online" : "dot"} aria-hidden="true" />
+          {machine.name}
+        </h2>
+        <span className={machine.online ? "badge badge--ok" : "badge"} data-testid="machine-status">
+          {machine.online ? "Online" : "Offline"}
+        </span>
+      </div>
+      <dl className="kv">
+        <dt>Last seen</dt>
+        <dd title={formatTime(machine.lastHeartbeatAt)}>{formatAgo(machine.lastHeartbeatAt)}</dd>
+        <dt>Host</dt>
+        <dd>
+          {machine.hostname} {machine.os && `(${machine.os})`}
+        </dd>
+        <dt>CLI version</dt>
+        <dd>
+          {machine.cliVersion || "unknown"}{" "}
+          {machine.updateStatus ? (
+            <span className="badge badge--warn">Update {machine.updateStatus}</span>
+          ) : (
+            machine.updateAvailable && <span className="badge badge--warn">Update available</span>
+          )}
+        </dd>
+        <dt>Execution root</dt>
+        <dd>
+          <code>{machine.executionRoot || "not reported"}</code>
+        </dd>
+      </dl>
+      <h3>Runtimes</h3>
+      {machine.runtimes.length === 0 ? (
+        <p className="muted">No coding tools reported yet.</p>
+      ) : (
+        <ul className="list">
+          {machine.runtimes.map((runtime) => (
+            <RuntimeRow key={runtime.id} runtime={runtime} onChanged={onChanged} />
+          ))}
+        </ul>
+      )}
+      {(update.error || removal.error) && <ErrorMessage error={update.error ?? removal.error} compact />}
+      <Can permission="machine.manage">
+        <div className="form__actions">
+          {machine.updateAvailable && !machine.updateStatus && (
+            <button
+              type="button"
+              className="button"
+              disabled={update.fetching}
+              onClick={async () => {
+                const result = await requestUpdate({ machineId: machine.id });
+                if (!result.error) onChanged();
+              }}
+            >
+              {update.fetching ? "Queueing update…" : "Update now"}
+            </button>
+          )}
+          {confirming ? (
+            <>
+              <span>Remove {machine.name} and its runtimes?</span>
+              <button type="button" className="button" onClick={() => setConfirming(false)}>
+                Keep
+              </button>
+              <button
+                type="button"
+                className="button button--danger"
+                disabled={removal.fetching}
+                onClick={async () => {
+                  const result = await remove({ machineId: machine.id });
+                  if (!result.error) onChanged();
+                }}
+              >
+                {removal.fetching ? "Removing…" : "Remove machine"}
+              </button>
+            </>
+          ) : (
+            <button type="button" className="button button--danger" onClick={() => setConfirming(true)}>
+              Remove…
+            </button>
+          )}
+        </div>
+      </Can>
+    </li>
+  );
+}
+
+function RuntimeRow({ runtime, onChanged }: { runtime: Runtime; onChanged: () => void }) {
+  const { can } = useWorkspace();
+  const [{ fetching, error }, setEnabled] = useMutation(SetRuntimeEnabledDocument);
+  return (
+    <li className="runtime" data-runtime-id={runtime.id}>
+      <div className="page__header">
+        <strong>{runtime.name}</strong>
+        <span className="muted">
+          {runtime.version} · {runtime.provider}
+        </span>
+        <span className={runtime.ready ? "badge badge--ok" : "badge"}>
+          {runtime.ready ? "Ready" : runtime.available ? "Not ready" : "Missing"}
+        </span>
+        {can("runtime.manage") ? (
+          <label className="switch">
+            <input
+              type="checkbox"
+              role="switch"
+              checked={runtime.enabled}
+              disabled={fetching}
+              onChange={async (e) => {
+                const result = await setEnabled({ runtimeId: runtime.id, enabled: e.target.checked });
+                if (!result.error) onChanged();
+              }}
+            />
+            Enabled for agents
+          </label>
+        ) : (
+          <span className="muted">{runtime.enabled ? "Enabled for agents" : "Not enabled for agents"}</span>
+        )}
+      </div>
+      <code className="muted">{runtime.path}</code>
+      {error && <ErrorMessage error={error} compact />}
+    </li>
+  );
+}

@@ -1,0 +1,145 @@
+import { useId, useMemo, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
+import { useMutation } from "urql";
+import { ErrorMessage } from "../../components/ErrorMessage";
+import { PostCommentDocument } from "./queries";
+
+export interface Mentionable {
+  id: string;
+  name: string;
+  handle: string;
+  kind: "agent" | "team";
+}
+
+/** The `@word` the caret is in, if any. */
+export function mentionQuery(text: string, caret: number): { start: number; query: string } | null {
+  const before = text.slice(0, caret);
+  const match = /(^|\s)@([\w.-]*)$/.exec(before);
+  if (!match) return null;
+  return { start: caret - match[2]!.length - 1, query: match[2]!.toLowerCase() };
+}
+
+interface Props {
+  taskId: string;
+  parentId?: string;
+  mentionables: Mentionable[];
+  onPosted: () => void;
+  placeholder?: string;
+  autoFocus?: boolean;
+}
+
+/** Comment box; typing `@` suggests agents and teams to tag (arrow keys + Enter, or click). */
+export function Composer({ taskId, parentId, mentionables, onPosted, placeholder, autoFocus }: Props) {
+  const [body, setBody] = useState("");
+  const [caret, setCaret] = useState(0);
+  const [active, setActive] = useState(0);
+  const [{ fetching, error }, post] = useMutation(PostCommentDocument);
+  const input = useRef<HTMLTextAreaElement>(null);
+  const listId = useId();
+
+  const mention = mentionQuery(body, caret);
+  const suggestions = useMemo(() => {
+    if (!mention) return [];
+    return mentionables
+      .filter((m) => m.handle.toLowerCase().startsWith(mention.query) || m.name.toLowerCase().startsWith(mention.query))
+      .slice(0, 8);
+  }, [mention?.query, mention !== null, mentionables]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  function insert(target: Mentionable) {
+    if (!mention) return;
+    const next = `${body.slice(0, mention.start)}@${target.handle} ${body.slice(caret)}`;
+    const position = mention.start + target.handle.length + 2;
+    setBody(next);
+    setCaret(position);
+    setActive(0);
+    requestAnimationFrame(() => {
+      input.current?.focus();
+      input.current?.setSelectionRange(position, position);
+    });
+  }
+
+  function onKeyDown(event: KeyboardEvent<HTMLTextAreaElement>) {
+    if (suggestions.length > 0) {
+      if (event.key === "ArrowDown") {
+        event.preventDefault();
+        setActive((a) => (a + 1) % suggestions.length);
+        return;
+      }
+      if (event.key === "ArrowUp") {
+        event.preventDefault();
+        setActive((a) => (a - 1 + suggestions.length) % suggestions.length);
+        return;
+      }
+      if (event.key === "Enter" || event.key === "Tab") {
+        event.preventDefault();
+        insert(suggestions[Math.min(active, suggestions.length - 1)]!);
+        return;
+      }
+      if (event.key === "Escape") {
+        setCaret(-1);
+        return;
+      }
+    }
+    if (event.key === "Enter" && (event.metaKey || event.ctrlKey)) {
+      event.preventDefault();
+      void submit();
+    }
+  }
+
+  async function submit(event?: FormEvent) {
+    event?.preventDefault();
+    const text = body.trim();
+    if (!text || fetching) return;
+    const result = await post({ taskId, body: text, parentId: parentId ?? null });
+    if (!result.error) {
+      setBody("");
+      onPosted();
+    }
+  }
+
+  return (
+    <form className="composer" onSubmit={submit} aria-label={parentId ? "Reply" : "Comment"}>
+      <textarea
+        ref={input}
+        rows={parentId ? 2 : 3}
+        value={body}
+        autoFocus={autoFocus}
+        placeholder={placeholder ?? "Write a comment. Type @ to tag an agent or a team."}
+        aria-label={parentId ? "Reply" : "Comment"}
+        aria-autocomplete="list"
+        aria-controls={suggestions.length ? listId : undefined}
+        aria-expanded={suggestions.length > 0}
+        onChange={(e) => {
+          setBody(e.target.value);
+          setCaret(e.target.selectionStart);
+          setActive(0);
+        }}
+        onSelect={(e) => setCaret(e.currentTarget.selectionStart)}
+        onKeyDown={onKeyDown}
+      />
+      {suggestions.length > 0 && (
+        <ul id={listId} className="list panel" role="listbox" aria-label="Tag an agent or team">
+          {suggestions.map((m, index) => (
+            <li
+              key={m.id}
+              role="option"
+              aria-selected={index === active}
+              className={index === active ? "suggestion suggestion--active" : "suggestion"}
+              onMouseDown={(e) => {
+                e.preventDefault();
+                insert(m);
+              }}
+            >
+              @{m.handle} <span className="muted">{m.name} · {m.kind}</span>
+            </li>
+          ))}
+        </ul>
+      )}
+      {error && <ErrorMessage error={error} compact />}
+      <div className="form__actions">
+        <button type="submit" className="button button--primary" disabled={fetching || !body.trim()}>
+          {fetching ? "Posting…" : parentId ? "Reply" : "Comment"}
+        </button>
+      </div>
+    </form>
+  );
+}

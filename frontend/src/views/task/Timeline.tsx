@@ -1,0 +1,213 @@
+import { useState } from "react";
+import { useMutation } from "urql";
+import type { CommentFieldsFragment, TaskPageQuery } from "../../gql/graphql";
+import { Can, useWorkspace } from "../../app/workspace";
+import { ErrorMessage } from "../../components/ErrorMessage";
+import { formatTime, personName } from "../../lib/format";
+import { priorityLabel, statusLabel } from "../board/taskMeta";
+import { Composer, type Mentionable } from "./Composer";
+import { ReactDocument } from "./queries";
+import { runBadgeClass, runStatusLabel } from "./runMeta";
+
+export type TimelineItem = NonNullable<TaskPageQuery["task"]>["timeline"]["edges"][number]["node"];
+
+const QUICK_REACTIONS = ["👍", "🎉", "👀", "❤️"];
+
+function field(data: unknown, key: string): string {
+  if (data && typeof data === "object" && key in data) {
+    const value = (data as Record<string, unknown>)[key];
+    return value === null || value === undefined ? "" : String(value);
+  }
+  return "";
+}
+
+/** One sentence for every kind of event; comments get their own block. */
+export function describeEvent(event: TimelineItem): string {
+  const who = personName(event.actor);
+  const data = event.data;
+  switch (event.kind) {
+    case "CREATED":
+      return `${who} created the task`;
+    case "EDITED":
+      return `${who} edited the task`;
+    case "STATUS_CHANGED":
+      return `${who} moved it from ${statusLabel(field(data, "from").toUpperCase())} to ${statusLabel(field(data, "to").toUpperCase())}`;
+    case "PRIORITY_CHANGED":
+      return `${who} set priority to ${priorityLabel(field(data, "to").toUpperCase())}`;
+    case "ASSIGNED":
+      return field(data, "assignee") ? `${who} assigned it to ${field(data, "assignee")}` : `${who} changed the assignee`;
+    case "RUN":
+      return event.run
+        ? `Run by ${event.run.agent.name}: ${runStatusLabel(event.run.status)}${event.run.failureCode ? ` (${event.run.failureCode})` : ""}`
+        : `Run ${field(data, "status")}`;
+    case "SUMMARY":
+      return `${who} summarised the task`;
+    case "REFUSAL":
+      return `${who} refused: ${field(data, "reason") || "no reason given"}`;
+    case "NOOP":
+      return `${who} made no change: ${field(data, "reason") || "nothing to do"}`;
+    case "REACTED":
+      return `${who} reacted ${field(data, "emoji")}`;
+    default:
+      return `${who}: ${event.kind.toLowerCase().replace(/_/g, " ")}`;
+  }
+}
+
+interface Props {
+  taskId: string;
+  events: TimelineItem[];
+  mentionables: Mentionable[];
+  onChanged: () => void;
+  onOpenRun: (runId: string) => void;
+}
+
+/** The task's history: comments with threads and reactions, status changes, runs, refusals, no-ops. */
+export function Timeline({ taskId, events, mentionables, onChanged, onOpenRun }: Props) {
+  return (
+    <ol className="timeline" aria-label="Timeline" data-testid="timeline">
+      {events.map((event) => (
+        <li
+          key={event.id}
+          className={`event event--${event.kind === "COMMENTED" ? "comment" : event.kind.toLowerCase()}`}
+          data-kind={event.kind}
+        >
+          {event.kind === "COMMENTED" && event.comment ? (
+            <CommentBlock
+              taskId={taskId}
+              comment={event.comment}
+              replies={event.comment.replies}
+              mentionables={mentionables}
+              onChanged={onChanged}
+            />
+          ) : (
+            <div>
+              <span>{describeEvent(event)}</span>{" "}
+              {event.run && (
+                <>
+                  <span className={runBadgeClass(event.run.status)}>{runStatusLabel(event.run.status)}</span>{" "}
+                  <button type="button" className="button button--ghost button--small" onClick={() => onOpenRun(event.run!.id)}>
+                    View run
+                  </button>
+                </>
+              )}
+              <div className="event__meta">{formatTime(event.createdAt)}</div>
+            </div>
+          )}
+        </li>
+      ))}
+    </ol>
+  );
+}
+
+function CommentBlock({
+  taskId,
+  comment,
+  replies,
+  mentionables,
+  onChanged,
+}: {
+  taskId: string;
+  comment: CommentFieldsFragment;
+  replies: CommentFieldsFragment[];
+  mentionables: Mentionable[];
+  onChanged: () => void;
+}) {
+  const [replying, setReplying] = useState(false);
+  return (
+    <article aria-label={`Comment by ${personName(comment.author)}`}>
+      <CommentBody comment={comment} />
+      <div className="reactions">
+        <Reactions comment={comment} />
+        <Can permission="comment.post">
+          <button type="button" className="button button--ghost button--small" onClick={() => setReplying((r) => !r)}>
+            Reply
+          </button>
+        </Can>
+      </div>
+      {(replies.length > 0 || replying) && (
+        <ol className="thread" aria-label="Replies">
+          {replies.map((reply) => (
+            <li key={reply.id} className="event event--comment">
+              <CommentBody comment={reply} />
+              <div className="reactions">
+                <Reactions comment={reply} />
+              </div>
+            </li>
+          ))}
+          {replying && (
+            <li>
+              <Composer
+                taskId={taskId}
+                parentId={comment.id}
+                mentionables={mentionables}
+                autoFocus
+                onPosted={() => {
+                  setReplying(false);
+                  onChanged();
+                }}
+              />
+            </li>
+          )}
+        </ol>
+      )}
+    </article>
+  );
+}
+
+function CommentBody({ comment }: { comment: CommentFieldsFragment }) {
+  return (
+    <>
+      <div className="event__meta">
+        <strong>{personName(comment.author)}</strong> · {formatTime(comment.createdAt)}
+      </div>
+      <div className="comment__body">{comment.body}</div>
+    </>
+  );
+}
+
+function Reactions({ comment }: { comment: CommentFieldsFragment }) {
+  const [{ error, fetching }, react] = useMutation(ReactDocument);
+  const { can } = useWorkspace();
+  const shown = new Map(comment.reactions.map((r) => [r.emoji, r]));
+  if (!can("comment.react")) {
+    return (
+      <>
+        {comment.reactions.map((r) => (
+          <span key={r.emoji} className="badge">
+            {r.emoji} {r.count}
+          </span>
+        ))}
+      </>
+    );
+  }
+  return (
+    <>
+      {comment.reactions.map((r) => (
+          <button
+            key={r.emoji}
+            type="button"
+            className="button button--small reaction"
+            aria-pressed={r.viewerReacted}
+            aria-label={`${r.emoji} ${r.count}`}
+            disabled={fetching}
+            onClick={() => react({ commentId: comment.id, emoji: r.emoji })}
+          >
+            {r.emoji} {r.count}
+          </button>
+      ))}
+        {QUICK_REACTIONS.filter((e) => !shown.has(e)).map((emoji) => (
+          <button
+            key={emoji}
+            type="button"
+            className="button button--ghost button--small reaction"
+            aria-label={`React ${emoji}`}
+            disabled={fetching}
+            onClick={() => react({ commentId: comment.id, emoji })}
+          >
+            {emoji}
+          </button>
+        ))}
+      {error && <ErrorMessage error={error} compact />}
+    </>
+  );
+}

@@ -1,0 +1,47 @@
+"""From a presented secret to a Principal, by the secret's prefix.
+
+Later parts (machine tokens, run tokens) register their own resolvers for their prefixes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskmachine.auth import tokens
+from taskmachine.auth.principal import Principal
+from taskmachine.db import SessionFactory
+from taskmachine.domain import people
+
+Resolver = Callable[[AsyncSession, tokens.TokenHasher, str], Awaitable[Principal | None]]
+
+RESOLVERS: dict[str, Resolver] = {
+    tokens.SESSION_PREFIX: people.principal_for_session,
+    tokens.PERSONAL_TOKEN_PREFIX: people.principal_for_api_token,
+}
+
+SESSION_COOKIE = "tm_session"
+
+
+def register(prefix: str, resolver: Resolver) -> None:
+    RESOLVERS[prefix] = resolver
+
+
+async def principal_for_secret(
+    session_factory: SessionFactory, hasher: tokens.TokenHasher, secret: str
+) -> Principal | None:
+    for prefix, resolver in RESOLVERS.items():
+        if secret.startswith(prefix):
+            async with session_factory() as session:
+                principal = await resolver(session, hasher, secret)
+                await session.commit()
+                return principal
+    return None
+
+
+def bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None

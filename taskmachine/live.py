@@ -1,0 +1,133 @@
+"""Live fan-out of committed changes to GraphQL subscriptions.
+
+Domain code calls `taskmachine.domain.events.emit` inside a transaction; the events ride on the
+session and are handed to the hub from SQLAlchemy's after_commit hook, so nothing is published
+for a change that rolled back. With a broker, every server process publishes to the `tama.live`
+topic exchange and consumes its own exclusive queue, so any process can serve any subscription;
+without one, events fan out inside this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from taskmachine.domain.events import PENDING_KEY
+
+log = logging.getLogger(__name__)
+
+LIVE_EXCHANGE = "tama.live"
+SUBSCRIBER_QUEUE_SIZE = 10_000
+
+Event = tuple[str, dict[str, Any]]
+
+
+class LiveHub:
+    def __init__(self) -> None:
+        self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self._outgoing: asyncio.Queue[Event] = asyncio.Queue()
+        self._connection: AbstractRobustConnection | None = None
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._pump: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, amqp_url: str | None) -> None:
+        if amqp_url:
+            self._connection = await aio_pika.connect_robust(amqp_url)
+            channel = await self._connection.channel()
+            self._exchange = await channel.declare_exchange(
+                LIVE_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            await queue.bind(self._exchange, routing_key="#")
+            await queue.consume(self._on_message, no_ack=True)
+        self._pump = asyncio.create_task(self._run_pump(), name="live-pump")
+
+    async def stop(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        if self._connection is not None:
+            await self._connection.close()
+
+    def bind(self, session_class: type[Session]) -> None:
+        """Publish what a session collected once its transaction commits; drop it on rollback."""
+
+        def after_commit(session: Session) -> None:
+            for item in session.info.pop(PENDING_KEY, []):
+                self._outgoing.put_nowait(item)
+
+        def after_rollback(session: Session) -> None:
+            session.info.pop(PENDING_KEY, None)
+
+        event.listen(session_class, "after_commit", after_commit)
+        event.listen(session_class, "after_soft_rollback", lambda s, _t: after_rollback(s))
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def publish_nowait(self, topic: str, payload: dict[str, Any]) -> None:
+        """For callers outside a transaction (e.g. transcript chunks already persisted)."""
+        self._outgoing.put_nowait((topic, payload))
+
+    async def _run_pump(self) -> None:
+        # One pump keeps events in commit order.
+        while True:
+            topic, payload = await self._outgoing.get()
+            try:
+                if self._exchange is None:
+                    self._deliver(topic, payload)
+                else:
+                    await self._exchange.publish(
+                        aio_pika.Message(json.dumps(payload).encode()),
+                        routing_key=topic,
+                        timeout=5,
+                    )
+            except Exception:  # a lost live event must not stop the pump; the DB has the truth
+                log.exception("live event not published", extra={"topic": topic})
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            payload = json.loads(message.body)
+        except ValueError:
+            log.warning("malformed live event dropped", extra={"topic": message.routing_key})
+            return
+        self._deliver(message.routing_key or "", payload)
+
+    def _deliver(self, topic: str, payload: dict[str, Any]) -> None:
+        for queue in self._subscribers.get(topic, ()):
+            try:
+                queue.put_nowait(payload)
+            except asyncio.QueueFull:
+                log.warning("slow subscriber dropped an event", extra={"topic": topic})
+
+    # -- subscribing -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, *topics: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SUBSCRIBER_QUEUE_SIZE)
+        for topic in topics:
+            self._subscribers.setdefault(topic, set()).add(queue)
+        try:
+            yield queue
+        finally:
+            for topic in topics:
+                subscribers = self._subscribers.get(topic)
+                if subscribers is not None:
+                    subscribers.discard(queue)
+                    if not subscribers:
+                        del self._subscribers[topic]
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())

@@ -1,0 +1,57 @@
+"""The per-request (HTTP) or per-connection (WebSocket) GraphQL context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.types import Info as StrawberryInfo
+
+from taskmachine.auth.principal import Principal
+from taskmachine.auth.resolve import SESSION_COOKIE, bearer, principal_for_secret
+from taskmachine.domain.errors import Unauthenticated
+from taskmachine.schema.state import AppState
+
+
+@dataclass
+class Context:
+    state: AppState
+    request: Request | WebSocket
+    response: Response | None = None
+    # The secret presented in connection_init (WebSocket) takes precedence over the cookie.
+    connection_secret: str | None = None
+    # Set by Strawberry from the WebSocket connection_init payload.
+    connection_params: dict[str, Any] | None = None
+    _principal: Principal | None = None
+    _resolved: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def _presented_secret(self) -> str | None:
+        if self.connection_secret:
+            return self.connection_secret
+        header = bearer(self.request.headers.get("authorization"))
+        return header or self.request.cookies.get(SESSION_COOKIE)
+
+    async def principal(self) -> Principal | None:
+        if not self._resolved:
+            secret = self._presented_secret()
+            if secret:
+                self._principal = await principal_for_secret(
+                    self.state.session_factory, self.state.hasher, secret
+                )
+                if self._principal is None:
+                    raise Unauthenticated("the presented credentials are invalid or expired")
+            self._resolved = True
+        return self._principal
+
+    async def require_principal(self) -> Principal:
+        principal = await self.principal()
+        if principal is None:
+            raise Unauthenticated("sign in first")
+        return principal
+
+
+Info = StrawberryInfo[Context, None]

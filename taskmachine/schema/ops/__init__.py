@@ -1,0 +1,1 @@
+"""Queries and mutations by domain; taskmachine.schema.root merges them."""

@@ -1,0 +1,125 @@
+"""Live subscriptions over graphql-transport-ws.
+
+Each fetches what it yields in a fresh scope per event (no stale DataLoader caches on a
+long-lived connection). Access is checked when the subscription starts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator
+from datetime import datetime
+
+import sqlalchemy as sa
+import strawberry
+
+from taskmachine import models as m
+from taskmachine.domain import access
+from taskmachine.domain.events import board_topic, chat_topic, run_topic, task_topic
+from taskmachine.domain.lookup import visible
+from taskmachine.schema.context import Info
+from taskmachine.schema.helpers import need_id
+from taskmachine.schema.scope import event_scope
+from taskmachine.schema.types.enums import TimelineKind
+from taskmachine.schema.types.runs import TranscriptChunk
+from taskmachine.schema.types.talk import ChatMessage, TimelineEvent
+from taskmachine.schema.types.work import Task
+
+
+@strawberry.type
+class BoardEvent:
+    kind: TimelineKind
+    task: Task
+
+
+async def _authorize(info: Info, model: type, row_id: uuid.UUID, what: str) -> object:
+    caller = await info.context.require_principal()
+    async with event_scope(info.context.state) as scope, scope.db() as session:
+        row, _ = await visible(session, caller, model, row_id, what)
+    return row
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="Every change to a task on the workspace's board.")
+    async def board_changed(
+        self, info: Info, workspace_id: strawberry.ID
+    ) -> AsyncGenerator[BoardEvent]:
+        wid = need_id(workspace_id, "workspaceId")
+        caller = await info.context.require_principal()
+        async with event_scope(info.context.state) as scope, scope.db() as session:
+            await access.require_member(session, caller, wid)
+        async with info.context.state.hub.subscribe(board_topic(wid)) as queue:
+            while True:
+                payload = await queue.get()
+                async with event_scope(info.context.state) as scope:
+                    async with scope.db() as session:
+                        row = await session.get(m.Task, uuid.UUID(payload["task_id"]))
+                    if row is not None:
+                        yield BoardEvent(kind=m.TimelineKind(payload["kind"]), task=Task.of(row))
+
+    @strawberry.subscription(description="New events on a task's timeline, as they commit.")
+    async def task_timeline(
+        self, info: Info, task_id: strawberry.ID
+    ) -> AsyncGenerator[TimelineEvent]:
+        tid = need_id(task_id, "taskId")
+        await _authorize(info, m.Task, tid, "task")
+        async with info.context.state.hub.subscribe(task_topic(tid)) as queue:
+            while True:
+                payload = await queue.get()
+                async with event_scope(info.context.state) as scope:
+                    async with scope.db() as session:
+                        row = await session.get(m.TimelineEvent, uuid.UUID(payload["event_id"]))
+                    if row is not None:
+                        yield TimelineEvent.of(row)
+
+    @strawberry.subscription(
+        description="A run's transcript: what is persisted first, then live chunks, "
+        "with no gap and no duplicate."
+    )
+    async def run_transcript(
+        self, info: Info, run_id: strawberry.ID
+    ) -> AsyncGenerator[TranscriptChunk]:
+        rid = need_id(run_id, "runId")
+        await _authorize(info, m.Run, rid, "run")
+        # Listen before reading what is stored, so nothing written in between is missed.
+        async with info.context.state.hub.subscribe(run_topic(rid)) as queue:
+            last = (0, -1)
+            async with event_scope(info.context.state) as scope, scope.db() as session:
+                stored = (
+                    await session.scalars(
+                        sa.select(m.TranscriptChunk)
+                        .where(m.TranscriptChunk.run_id == rid)
+                        .order_by(m.TranscriptChunk.attempt, m.TranscriptChunk.seq)
+                    )
+                ).all()
+            for row in stored:
+                last = (row.attempt, row.seq)
+                yield TranscriptChunk.of(row)
+            while True:
+                payload = await queue.get()
+                key = (int(payload["attempt"]), int(payload["seq"]))
+                if key <= last:
+                    continue
+                last = key
+                yield TranscriptChunk(
+                    attempt=key[0],
+                    seq=key[1],
+                    events=payload["events"],
+                    created_at=datetime.fromisoformat(payload["created_at"]),
+                )
+
+    @strawberry.subscription(description="New messages in a chat.")
+    async def chat_messages(
+        self, info: Info, chat_id: strawberry.ID
+    ) -> AsyncGenerator[ChatMessage]:
+        cid = need_id(chat_id, "chatId")
+        await _authorize(info, m.Chat, cid, "chat")
+        async with info.context.state.hub.subscribe(chat_topic(cid)) as queue:
+            while True:
+                payload = await queue.get()
+                async with event_scope(info.context.state) as scope:
+                    async with scope.db() as session:
+                        row = await session.get(m.ChatMessage, uuid.UUID(payload["message_id"]))
+                    if row is not None:
+                        yield ChatMessage.of(row)

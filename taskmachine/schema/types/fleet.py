@@ -1,0 +1,110 @@
+"""Machines and the runtimes they report."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import strawberry
+from strawberry.scalars import JSON
+
+from taskmachine import models as m
+from taskmachine.schema.context import Info
+from taskmachine.schema.helpers import loaders
+
+
+def machine_online(row: m.Machine, info: Info) -> bool:
+    """Online only while it says so and its last heartbeat is fresh (30 s by default)."""
+    if row.status is not m.MachineStatus.ONLINE or row.last_heartbeat_at is None:
+        return False
+    window = timedelta(seconds=info.context.state.settings.machine_online_window_seconds)
+    return m.utcnow() - row.last_heartbeat_at < window
+
+
+@strawberry.type
+class Runtime:
+    id: strawberry.ID
+    name: str
+    provider: str
+    path: str
+    version: str
+    capabilities: JSON
+    available: bool
+    enabled: bool
+    last_reported_at: datetime | None
+    _row: strawberry.Private[m.Runtime]
+
+    @classmethod
+    def of(cls, row: m.Runtime) -> Runtime:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            provider=row.provider,
+            path=row.path,
+            version=row.version,
+            capabilities=row.capabilities,
+            available=row.available,
+            enabled=row.enabled,
+            last_reported_at=row.last_reported_at,
+            _row=row,
+        )
+
+    @strawberry.field
+    async def machine(self) -> Machine:
+        row = await loaders().machine.load(self._row.machine_id)
+        assert row is not None
+        return Machine.of(row)
+
+    @strawberry.field(description="Machine online, reported in its latest heartbeat, enabled.")
+    async def ready(self, info: Info) -> bool:
+        machine = await loaders().machine.load(self._row.machine_id)
+        if machine is None or not machine_online(machine, info):
+            return False
+        reported = self._row.last_reported_at
+        fresh = (
+            machine.last_heartbeat_at is not None
+            and reported is not None
+            and (reported >= machine.last_heartbeat_at)
+        )
+        return fresh and self._row.available and self._row.enabled
+
+
+@strawberry.type
+class Machine:
+    id: strawberry.ID
+    name: str
+    hostname: str
+    os: str
+    cli_version: str
+    last_heartbeat_at: datetime | None
+    execution_root: str
+    capacity: int
+    active_runs: int
+    update_status: str | None
+    created_at: datetime
+    _row: strawberry.Private[m.Machine]
+
+    @classmethod
+    def of(cls, row: m.Machine) -> Machine:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            hostname=row.hostname,
+            os=row.os,
+            cli_version=row.cli_version,
+            last_heartbeat_at=row.last_heartbeat_at,
+            execution_root=row.execution_root,
+            capacity=row.capacity,
+            active_runs=row.active_runs,
+            update_status=row.update_status,
+            created_at=row.created_at,
+            _row=row,
+        )
+
+    @strawberry.field
+    def online(self, info: Info) -> bool:
+        return machine_online(self._row, info)
+
+    @strawberry.field
+    async def runtimes(self) -> list[Runtime]:
+        rows = await loaders().runtimes_by_machine.load(self._row.id)
+        return [Runtime.of(r) for r in sorted(rows, key=lambda r: r.name)]
