@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aio_pika
 import sqlalchemy as sa
@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.types.unset import UNSET, UnsetType
+from strawberry.types.unset import UnsetType
 
 from taskmachine import migrate
 from taskmachine.auth.resolve import SESSION_COOKIE
@@ -84,6 +84,17 @@ class TaskMachineGraphQL(GraphQL[Context, None]):
         )
         self.state = state
 
+    def parse_json(self, data: str | bytes) -> Any:
+        # Strawberry only catches JSONDecodeError and expects an object (or a batch list):
+        # bytes that are not UTF-8, or a bare `null` / number / string, would end in a 500.
+        try:
+            value = self.decode_json(data)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            raise HTTPException(400, "Unable to parse request body as JSON") from None
+        if not isinstance(value, (dict, list)):
+            raise HTTPException(400, "The GraphQL request must be a JSON object")
+        return value
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
@@ -95,14 +106,14 @@ class TaskMachineGraphQL(GraphQL[Context, None]):
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         params = context.connection_params or {}
-        secret = params.get("authorization") or params.get("token")
+        secret: object = params.get("authorization") or params.get("token")
         if isinstance(secret, str) and secret:
             context.connection_secret = secret.removeprefix("Bearer ").strip()
         try:
             await context.principal()
         except DomainError:
             raise ConnectionRejectionError() from None
-        return UNSET
+        return UnsetType()  # acknowledge with no payload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -147,13 +158,16 @@ class RequestGuard:
         if too_large:
             await self._reject(send_wrapper)
         else:
-            body, over = (
-                await self._read(receive) if scope["method"] in ("POST", "PUT") else (b"", False)
-            )
+            reads_body = scope["method"] in ("POST", "PUT")
+            body, over = await self._read(receive) if reads_body else (b"", False)
             if over:
                 await self._reject(send_wrapper)
             else:
-                await self.app(scope, _replay(body, receive) if body else receive, send_wrapper)
+                # Replay even an empty body: its one message has been consumed already, and the
+                # app waiting on `receive` again would hang until the client disconnects.
+                await self.app(
+                    scope, _replay(body, receive) if reads_body else receive, send_wrapper
+                )
         path = scope["path"] if scope["path"] in ("/graphql", "/healthz", "/metrics") else "other"
         self.metrics.inc(
             "taskmachine_http_requests_total", path=path, status=str(status_holder["status"])

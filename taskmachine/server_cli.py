@@ -3,14 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
 
 import typer
 import uvicorn
 
 from taskmachine.settings import Settings, SettingsError, load_settings
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from taskmachine.auth.tokens import TokenHasher
+
 app = typer.Typer(help="Run and administer the Task Machine server.", no_args_is_help=True)
+
+
+class GracefulServer(uvicorn.Server):
+    """Drains on SIGTERM/SIGINT and then exits 0 (uvicorn would re-raise the signal)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {
+            sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _settings() -> Settings:
@@ -43,7 +68,7 @@ def serve(
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = GracefulServer(config)
     asyncio.run(server.serve())
     if not server.started:
         sys.exit(1)
@@ -115,15 +140,13 @@ def check_config() -> None:
     typer.echo(f"public:   {settings.public_url}")
 
 
-def _session(settings: Settings):  # type: ignore[no-untyped-def]
-    import contextlib
-
+def _session(settings: Settings) -> AbstractAsyncContextManager[tuple[AsyncSession, TokenHasher]]:
     from taskmachine import migrate as migrations
     from taskmachine.auth.tokens import TokenHasher, load_pepper
     from taskmachine.db import create_engine, create_session_factory
 
     @contextlib.asynccontextmanager
-    async def opened():  # type: ignore[no-untyped-def]
+    async def opened() -> AsyncIterator[tuple[AsyncSession, TokenHasher]]:
         engine = create_engine(settings)
         await migrations.upgrade(engine)
         try:
@@ -135,7 +158,7 @@ def _session(settings: Settings):  # type: ignore[no-untyped-def]
     return opened()
 
 
-def _run_domain(run):  # type: ignore[no-untyped-def]
+def _run_domain(run: Callable[[], Coroutine[Any, Any, str]]) -> str:
     from taskmachine.domain.errors import DomainError
 
     try:

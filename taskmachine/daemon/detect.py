@@ -50,6 +50,8 @@ DEFAULT_FAILURE_RETRY_SECONDS = 300.0
 # A probe prints tens of kilobytes; anything past this is not one of our tools behaving.
 MAX_PROBE_OUTPUT = 8 * 1024 * 1024
 
+_REAP_GRACE_SECONDS = 2.0
+
 NOT_ON_PATH = "not on PATH"
 _VERSION_RE = re.compile(r"(?<![\w.])(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?)")
 _CLAUDE_INIT_ID = "tama-detect-1"
@@ -226,7 +228,7 @@ async def _run(
             env=env,
             cwd=cwd,
             # Its own process group, so a timeout kills whatever it started too.
-            start_new_session=False,
+            start_new_session=True,
         )
     except OSError as exc:
         raise _ProbeFailed(exc.strerror or str(exc)) from None
@@ -245,9 +247,11 @@ async def _run(
     finally:
         if not finished:
             _kill_group(process)
-            # Reaping takes a moment after SIGKILL; shielded so a cancelled caller still reaps.
-            with contextlib.suppress(ProcessLookupError):
-                await asyncio.shield(process.wait())
+            # asyncio's wait() also waits for the pipes, which a grandchild that left the group
+            # (setsid) could hold open for ever: give reaping a moment, never more.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_REAP_GRACE_SECONDS):
+                    await asyncio.shield(process.wait())
     if returncode != 0:
         how = f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
         raise _ProbeFailed(_first_line(stderr, stdout) or how)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Named constraints: SQLite batch migrations cannot drop unnamed ones.
@@ -76,7 +77,11 @@ def enum_column(enum_cls: type[E], **kwargs: Any) -> Mapped[E]:
 
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), uuid.UUID: sa.Uuid(), dict[str, Any]: sa.JSON()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        uuid.UUID: sa.Uuid(),
+        dict[str, Any]: sa.JSON(),
+    }
 
 
 class IdMixin:
@@ -91,3 +96,9 @@ def fk(
     target: str, *, nullable: bool = False, ondelete: str = "CASCADE", index: bool = True
 ) -> Any:
     return mapped_column(sa.ForeignKey(target, ondelete=ondelete), nullable=nullable, index=index)
+
+
+@event.listens_for(IdMixin, "init", propagate=True)
+def _assign_id(target: IdMixin, _args: Any, kwargs: dict[str, Any]) -> None:
+    # Ids exist from construction, so events can name a row before it is flushed.
+    kwargs.setdefault("id", new_id())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,11 @@ class Context:
     connection_params: dict[str, Any] | None = None
     _principal: Principal | None = None
     _resolved: bool = False
+    _rejected: bool = False
+    # Root fields resolve concurrently; one lookup serves them all. Without it each opened its
+    # own session, and on SQLite (BEGIN IMMEDIATE) those queued behind the operation's own
+    # transaction until busy_timeout: "database is locked".
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def _presented_secret(self) -> str | None:
@@ -36,15 +42,17 @@ class Context:
         return header or self.request.cookies.get(SESSION_COOKIE)
 
     async def principal(self) -> Principal | None:
-        if not self._resolved:
-            secret = self._presented_secret()
-            if secret:
-                self._principal = await principal_for_secret(
-                    self.state.session_factory, self.state.hasher, secret
-                )
-                if self._principal is None:
-                    raise Unauthenticated("the presented credentials are invalid or expired")
-            self._resolved = True
+        async with self._lock:
+            if not self._resolved:
+                secret = self._presented_secret()
+                if secret:
+                    self._principal = await principal_for_secret(
+                        self.state.session_factory, self.state.hasher, secret
+                    )
+                    self._rejected = self._principal is None
+                self._resolved = True
+        if self._rejected:
+            raise Unauthenticated("the presented credentials are invalid or expired")
         return self._principal
 
     async def require_principal(self) -> Principal:

@@ -45,7 +45,9 @@ def classify(error: GraphQLError) -> GraphQLError:
     if error.extensions and "code" in error.extensions:
         return error
     if original is None:
-        if error.message.startswith("Variable '$"):
+        # A variable's value that fails coercion is bad input; a variable the document
+        # misuses ("is never used", "is not defined", wrong position) is a malformed document.
+        if error.message.startswith("Variable '$") and " has invalid value" in error.message:
             return _with_code(error, "BAD_USER_INPUT")
         return _with_code(error, "GRAPHQL_VALIDATION_FAILED")
     if isinstance(original, GraphQLError):  # e.g. a scalar that could not parse its input

@@ -6,8 +6,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from graphql import GraphQLError, OperationType
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
 from taskmachine.schema.scope import OperationScope
 
@@ -19,7 +20,7 @@ class OperationScopeExtension(SchemaExtension):
     is kept. Subscriptions open a fresh scope per event instead (taskmachine.schema.scope).
     """
 
-    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def on_execute(self) -> AsyncIterator[None]:
         context: Any = self.execution_context.context
         if self.execution_context.operation_type is OperationType.SUBSCRIPTION:
             yield

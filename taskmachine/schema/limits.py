@@ -26,7 +26,7 @@ from strawberry.extensions import AddValidationRules
 NESTED_LIST_GUESS = 10
 
 
-def make_rule(max_cost: int, default_page: int, max_page: int) -> type[ValidationRule]:
+def make_rule(max_cost: int, max_page: int) -> type[ValidationRule]:
     class CostRule(ValidationRule):
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
@@ -83,5 +83,5 @@ def make_rule(max_cost: int, default_page: int, max_page: int) -> type[Validatio
 
 
 class CostLimit(AddValidationRules):
-    def __init__(self, max_cost: int, default_page: int = 50, max_page: int = 200) -> None:
-        super().__init__([make_rule(max_cost, default_page, max_page)])
+    def __init__(self, max_cost: int, max_page: int = 200) -> None:
+        super().__init__([make_rule(max_cost, max_page)])

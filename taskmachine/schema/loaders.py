@@ -54,9 +54,10 @@ class Loaders:
         # Key: (workspace_id, user_id) → role or None.
         self.role: DataLoader[tuple[uuid.UUID, uuid.UUID], m.Role | None] = DataLoader(self._roles)
 
-    async def _all(self, statement: sa.Select[Any]) -> Sequence[Any]:
+    async def _all(self, statement: sa.Executable) -> Sequence[Any]:
         async with self._scope.db() as session:
-            return (await session.execute(statement)).all()
+            rows: Sequence[Any] = (await session.execute(statement)).all()
+            return rows
 
     def _by_id(self, model: type[R]) -> DataLoader[uuid.UUID, R | None]:
         async def load(keys: list[uuid.UUID]) -> list[R | None]:

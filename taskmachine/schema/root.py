@@ -43,12 +43,13 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(auto_camel_case=True),
+        # Factories: each operation gets fresh extension instances (they hold per-run state).
         extensions=[
-            ErrorCodes(),
-            QueryDepthLimiter(max_depth=settings.max_query_depth),
-            MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
-            MaxTokensLimiter(max_token_count=settings.max_query_tokens),
-            CostLimit(max_cost=50_000, default_page=50),
-            OperationScopeExtension(),
+            ErrorCodes,
+            lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
+            lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+            lambda: CostLimit(max_cost=50_000, max_page=settings.max_page_size),
+            OperationScopeExtension,
         ],
     )

@@ -16,7 +16,7 @@ import strawberry
 from taskmachine import models as m
 from taskmachine.domain import access
 from taskmachine.domain.events import board_topic, chat_topic, run_topic, task_topic
-from taskmachine.domain.lookup import visible
+from taskmachine.domain.lookup import WorkspaceScoped, visible
 from taskmachine.schema.context import Info
 from taskmachine.schema.helpers import need_id
 from taskmachine.schema.scope import event_scope
@@ -32,11 +32,12 @@ class BoardEvent:
     task: Task
 
 
-async def _authorize(info: Info, model: type, row_id: uuid.UUID, what: str) -> object:
+async def _authorize(
+    info: Info, model: type[WorkspaceScoped], row_id: uuid.UUID, what: str
+) -> None:
     caller = await info.context.require_principal()
     async with event_scope(info.context.state) as scope, scope.db() as session:
-        row, _ = await visible(session, caller, model, row_id, what)
-    return row
+        await visible(session, caller, model, row_id, what)
 
 
 @strawberry.type

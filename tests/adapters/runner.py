@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,7 +67,7 @@ def make_spec(
     return AdapterRunSpec(**values)
 
 
-async def run_cli(adapter: Adapter, spec: AdapterRunSpec, timeout: float = 60.0) -> CliRun:
+async def run_cli(adapter: Adapter, spec: AdapterRunSpec, seconds: float = 60.0) -> CliRun:
     invocation = adapter.build(spec)
     parser = adapter.new_parser(spec)
     events: list[TranscriptEvent] = []
@@ -73,7 +75,9 @@ async def run_cli(adapter: Adapter, spec: AdapterRunSpec, timeout: float = 60.0)
         *invocation.argv,
         cwd=invocation.cwd,
         env=invocation.env,
-        stdin=asyncio.subprocess.PIPE if invocation.stdin is not None else asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE
+        if invocation.stdin is not None
+        else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
@@ -95,12 +99,29 @@ async def run_cli(adapter: Adapter, spec: AdapterRunSpec, timeout: float = 60.0)
 
     stderr_task = asyncio.ensure_future(process.stderr.read())
     try:
-        await asyncio.wait_for(asyncio.gather(write_prompt(), read_stdout()), timeout)
-        exit_code = await asyncio.wait_for(process.wait(), timeout)
+        await asyncio.wait_for(asyncio.gather(write_prompt(), read_stdout()), seconds)
+        exit_code = await asyncio.wait_for(process.wait(), seconds)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
-        raise AssertionError(f"{invocation.argv[0]} did not finish within {timeout} s") from None
+        raise AssertionError(f"{invocation.argv[0]} did not finish within {seconds} s") from None
     stderr = (await stderr_task).decode("utf-8", errors="replace")
     return CliRun(exit_code=exit_code, events=events, result=parser.result(), stderr=stderr[-4000:])
+
+
+FAKES = Path(__file__).parent / "fakes"
+
+
+def install_fake(tmp_path: Path, script: str, name: str) -> Path:
+    """A fake program from tests/adapters/fakes copied to `tmp_path/bin/name`, executable."""
+    target = tmp_path / "bin" / name
+    target.parent.mkdir(exist_ok=True)
+    shutil.copyfile(FAKES / script, target)
+    target.chmod(target.stat().st_mode | stat.S_IXUSR)
+    return target
+
+
+def exists(path: Path) -> bool:
+    """A file check for async tests (tiny, so no thread needed)."""
+    return path.exists()

@@ -85,7 +85,9 @@ def test_claude_permission_modes(
 @pytest.mark.parametrize("model", [None, "claude-opus-5-5", "opus"])
 @pytest.mark.parametrize("effort", [None, "high"])
 @pytest.mark.parametrize("resume", [None, "3068fd09-6f6d-42be-befb-03e1e959d539"])
-def test_claude_argv(tmp_path: Path, model: str | None, effort: str | None, resume: str | None) -> None:
+def test_claude_argv(
+    tmp_path: Path, model: str | None, effort: str | None, resume: str | None
+) -> None:
     invocation = ClaudeAdapter("/opt/claude", running_as_root=False).build(
         spec(tmp_path, model=model, reasoning_level=effort, resume_session_id=resume)
     )
@@ -217,6 +219,24 @@ def test_codex_without_overrides_names_no_provider(tmp_path: Path) -> None:
     assert "CODEX_HOME" not in invocation.env
 
 
+@pytest.mark.parametrize("permission", ["safe", "full_auto"])
+def test_allowed_commands_and_sandbox_network(tmp_path: Path, permission: Any) -> None:
+    fields = {
+        "allowed_commands": ["tama", "git"],
+        "sandbox_network": True,
+        "permission": permission,
+    }
+    claude = ClaudeAdapter("claude", running_as_root=False).build(spec(tmp_path, **fields)).argv
+    pairs = [claude[i + 1] for i, arg in enumerate(claude) if arg == "--allowedTools"]
+    assert pairs == ["Bash(tama:*)", "Bash(git:*)"]
+    codex = CodexAdapter("codex").build(spec(tmp_path, **fields)).argv
+    network = "sandbox_workspace_write.network_access=true" in config_overrides(codex)
+    # Only the sandbox of safe mode needs opening; full_auto has none.
+    assert network is (permission == "safe")
+    plain = CodexAdapter("codex").build(spec(tmp_path, permission=permission)).argv
+    assert "sandbox_workspace_write.network_access=true" not in config_overrides(plain)
+
+
 # -- bad input -----------------------------------------------------------------------------------
 
 
@@ -235,6 +255,8 @@ def test_codex_without_overrides_names_no_provider(tmp_path: Path) -> None:
         ({"extra_env": {"BAD NAME": "x"}}, "extra_env"),
         ({"extra_env": {"OK": "a\0b"}}, "extra_env"),
         ({"max_retries": -1}, "max_retries"),
+        ({"allowed_commands": ["rm -rf"]}, "allowed_commands"),
+        ({"allowed_commands": ["tama:*) Bash(*"]}, "allowed_commands"),
         ({"unknown_field": 1}, "unknown_field"),
     ],
 )

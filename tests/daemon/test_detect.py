@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -153,6 +154,22 @@ async def test_hanging_tool_times_out_and_is_killed_with_its_children(
     assert found["claude"].reason == "does not run: timed out after 0.5 s"
     # The whole process group went, not only the shell.
     assert wait_dead(int(pidfile.read_text()))
+
+
+async def test_escaped_grandchild_holding_the_pipe_cannot_hang_detection(
+    fake_tool: FakeTool, fake_bin: Path, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "escapee.pid"
+    # A child in its own session is out of reach of the group kill and keeps stdout open.
+    fake_tool("claude", f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 60' &\nwait\n")
+    detector = RuntimeDetector(search_path=_path(fake_bin), timeout=0.5)
+    started = time.monotonic()
+    try:
+        found = _by_name(await detector.detect())
+        assert time.monotonic() - started < 5
+        assert found["claude"].reason == "does not run: timed out after 0.5 s"
+    finally:
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
 
 
 async def test_cancelled_detection_kills_the_probe(

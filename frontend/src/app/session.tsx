@@ -10,23 +10,21 @@ import { SignIn } from "../views/SignIn";
 export const SessionDocument = graphql(`
   query Session {
     me {
-      user {
-        id
-        email
-        name
-      }
-      workspaces {
-        id
-        name
-        slug
-        viewerPermissions
-      }
+      id
+      email
+      name
+    }
+    workspaces {
+      id
+      name
+      slug
+      viewerPermissions
     }
   }
 `);
 
-export type SessionUser = SessionQuery["me"]["user"];
-export type SessionWorkspace = SessionQuery["me"]["workspaces"][number];
+export type SessionUser = SessionQuery["me"];
+export type SessionWorkspace = SessionQuery["workspaces"][number];
 
 export interface Session {
   user: SessionUser;
@@ -45,7 +43,7 @@ export function useSession(): Session {
 export function SessionGate({ children }: { children: ReactNode }) {
   const [{ data, fetching, error }, refetch] = useQuery({ query: SessionDocument });
   const session = useMemo<Session | null>(
-    () => (data ? { user: data.me.user, workspaces: data.me.workspaces } : null),
+    () => (data ? { user: data.me, workspaces: data.workspaces } : null),
     [data],
   );
   if (fetching && !data) return <Loading label="Signing you in…" />;

@@ -137,6 +137,14 @@ class AdapterRunSpec(BaseModel):
         Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")] | None
     ) = None
     permission: Permission = "safe"
+    # Programs the agent may always run in safe mode, e.g. ["tama"] (Claude pre-approves
+    # `Bash(tama:*)`; Codex's sandbox runs any program already).
+    allowed_commands: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]] = (
+        Field(default_factory=list, max_length=32)
+    )
+    # Let sandboxed commands use the network in safe mode (Codex's sandbox blocks it otherwise,
+    # so `tama` could not reach the server). Claude's safe mode has no network sandbox.
+    sandbox_network: bool = False
     # Extra environment for the run, e.g. the run token and API URL that `tama` reads.
     extra_env: dict[str, str] = Field(default_factory=dict)
     # The CLI's own config/session directory (CLAUDE_CONFIG_DIR, CODEX_HOME); created if missing.

@@ -1,9 +1,10 @@
 """Claude Code: `claude -p --output-format stream-json --verbose`, prompt on stdin.
 
-Permissions: "safe" is `--permission-mode acceptEdits` (file edits and file-creating shell
+Permissions: "safe" is `--permission-mode acceptEdits`: file edits and file-creating shell
 commands inside the run folder are allowed; anything outside it, or any command Claude would ask
-about, is denied since nobody answers prompts in -p mode); "full_auto" is `bypassPermissions`,
-which refuses to run as root unless IS_SANDBOX=1 (set when the daemon runs as root).
+about, is denied since nobody answers prompts in -p mode; `allowed_commands` are pre-approved as
+`Bash(name:*)`. "full_auto" is `bypassPermissions`, which refuses to run as root unless
+IS_SANDBOX=1 (set when the daemon runs as root).
 
 Stream lines: `system`/`init` (session id), `assistant` (one content block a line: text or
 tool_use; an API failure comes as a synthetic assistant line with `error`), `user` (tool_result),
@@ -91,6 +92,8 @@ class ClaudeAdapter(Adapter):
             argv += ["--effort", spec.reasoning_level]
         if spec.resume_session_id:
             argv += ["--resume", spec.resume_session_id]
+        for command in spec.allowed_commands:
+            argv += ["--allowedTools", f"Bash({command}:*)"]
 
         env = base_environment(spec)
         provider = spec.provider_overrides.claude

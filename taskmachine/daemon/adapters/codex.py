@@ -1,8 +1,8 @@
 """Codex: `codex exec --json … -` (prompt on stdin); a follow-up turn is `codex exec resume`.
 
 Permissions: "safe" is the workspace-write sandbox with approvals set to never (the agent may
-write in the run folder and the temp folders, nowhere else, with no network, and cannot ask to
-escape); "full_auto" is `--dangerously-bypass-approvals-and-sandbox`. They are given as `-c`
+write in the run folder and the temp folders, nowhere else, with no network unless
+`sandbox_network`, and cannot ask to escape); "full_auto" is `--dangerously-bypass-approvals-and-sandbox`. They are given as `-c`
 overrides because `exec resume` has no `--sandbox` flag.
 
 Always off the network except for the model API: analytics off, plugins off, and no unbounded
@@ -11,7 +11,8 @@ connection retries (else Codex retries forever when the model server is down).
 Stream lines: `thread.started` (thread id = session id), `item.started` / `item.completed`
 (`command_execution`, `agent_message`, `file_change`, `mcp_tool_call`, `web_search`, `error`),
 `error`, `turn.completed` (usage, which on a resumed thread counts the whole thread so far) or
-`turn.failed`.
+`turn.failed`. Codex 0.169 mostly leaves out of the stream a command that its sandbox stopped
+(the model still sees the "Read-only file system" output), so such a call is missing here too.
 """
 
 from __future__ import annotations
@@ -96,7 +97,12 @@ class CodexAdapter(Adapter):
         if spec.resume_session_id:
             argv.append("resume")
         argv += ["--json", "--skip-git-repo-check", *_NETWORK_GUARDS]
-        argv += _FULL_AUTO if spec.permission == "full_auto" else _SAFE
+        if spec.permission == "full_auto":
+            argv += _FULL_AUTO
+        else:
+            argv += _SAFE
+            if spec.sandbox_network:
+                argv += ["-c", "sandbox_workspace_write.network_access=true"]
         if spec.model:
             argv += ["-m", spec.model]
         if spec.reasoning_level:

@@ -31,7 +31,7 @@ class TaskFilter:
     search: str | None = None
 
 
-def _task_query(wid: object, f: TaskFilter | None) -> sa.Select[tuple[m.Task]]:
+def _task_query(wid: object, f: TaskFilter | None) -> sa.Select[m.Task]:
     query = sa.select(m.Task).where(m.Task.workspace_id == wid)
     if f is None:
         return query

@@ -1,19 +1,48 @@
-"""The model's enums, exposed under the same names."""
+"""The model's enums under the same names, decorated in place so one class serves both."""
 
 from __future__ import annotations
 
 import strawberry
 
-from taskmachine import models as m
+from taskmachine.models.enums import (
+    ApprovalStatus,
+    AutonomyLevel,
+    GoalStatus,
+    InboxKind,
+    InboxStatus,
+    Role,
+    RunStatus,
+    TaskPriority,
+    TaskStatus,
+    TimelineKind,
+    TriggerKind,
+)
 
-Role = strawberry.enum(m.Role)
-TaskStatus = strawberry.enum(m.TaskStatus)
-TaskPriority = strawberry.enum(m.TaskPriority)
-AutonomyLevel = strawberry.enum(m.AutonomyLevel)
-GoalStatus = strawberry.enum(m.GoalStatus)
-ApprovalStatus = strawberry.enum(m.ApprovalStatus)
-RunStatus = strawberry.enum(m.RunStatus)
-TriggerKind = strawberry.enum(m.TriggerKind)
-TimelineKind = strawberry.enum(m.TimelineKind)
-InboxKind = strawberry.enum(m.InboxKind)
-InboxStatus = strawberry.enum(m.InboxStatus)
+for _enum in (
+    ApprovalStatus,
+    AutonomyLevel,
+    GoalStatus,
+    InboxKind,
+    InboxStatus,
+    Role,
+    RunStatus,
+    TaskPriority,
+    TaskStatus,
+    TimelineKind,
+    TriggerKind,
+):
+    strawberry.enum(_enum)
+
+__all__ = [
+    "ApprovalStatus",
+    "AutonomyLevel",
+    "GoalStatus",
+    "InboxKind",
+    "InboxStatus",
+    "Role",
+    "RunStatus",
+    "TaskPriority",
+    "TaskStatus",
+    "TimelineKind",
+    "TriggerKind",
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -41,7 +42,7 @@ class Runtime:
             provider=row.provider,
             path=row.path,
             version=row.version,
-            capabilities=row.capabilities,
+            capabilities=cast(JSON, row.capabilities),
             available=row.available,
             enabled=row.enabled,
             last_reported_at=row.last_reported_at,

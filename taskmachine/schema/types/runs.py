@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 import sqlalchemy as sa
 import strawberry
@@ -34,7 +35,12 @@ class TranscriptChunk:
 
     @classmethod
     def of(cls, row: m.TranscriptChunk) -> TranscriptChunk:
-        return cls(attempt=row.attempt, seq=row.seq, events=row.events, created_at=row.created_at)
+        return cls(
+            attempt=row.attempt,
+            seq=row.seq,
+            events=cast(JSON, row.events),
+            created_at=row.created_at,
+        )
 
 
 @strawberry.type
@@ -65,7 +71,7 @@ class Run:
             status=row.status,
             attempt=row.attempt,
             session_id=row.session_id,
-            usage=row.usage,
+            usage=cast(JSON, row.usage),
             cost_usd=row.cost_usd,
             failure_code=row.failure_code,
             error=row.error,

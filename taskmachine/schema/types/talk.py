@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from typing import cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -107,7 +108,7 @@ class TimelineEvent:
         return cls(
             id=strawberry.ID(str(row.id)),
             kind=row.kind,
-            data=row.data,
+            data=cast(JSON, row.data),
             created_at=row.created_at,
             _row=row,
         )
@@ -202,7 +203,7 @@ class InboxItem:
             status=row.status,
             title=row.title,
             body=row.body,
-            data=row.data,
+            data=cast(JSON, row.data),
             created_at=row.created_at,
             read_at=row.read_at,
             resolved_at=row.resolved_at,

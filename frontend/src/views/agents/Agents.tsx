@@ -10,9 +10,9 @@ import { Loading } from "../../components/Loading";
 
 const AgentsDocument = graphql(`
   query Agents($workspaceId: ID!) {
-    workspace(id: $workspaceId) {
-      id
-      agents {
+    agents(workspaceId: $workspaceId, first: 200) {
+      edges {
+        node {
         id
         name
         handle
@@ -27,15 +27,20 @@ const AgentsDocument = graphql(`
           id
           name
         }
+        }
       }
-      machines {
-        id
-        name
-        runtimes {
+    }
+    machines(workspaceId: $workspaceId, first: 200) {
+      edges {
+        node {
           id
           name
-          enabled
-          capabilities
+          runtimes {
+            id
+            name
+            enabled
+            capabilities
+          }
         }
       }
     }
@@ -43,8 +48,8 @@ const AgentsDocument = graphql(`
 `);
 
 const UpdateAgentDocument = graphql(`
-  mutation UpdateAgent($input: UpdateAgentInput!) {
-    updateAgent(input: $input) {
+  mutation UpdateAgent($id: ID!, $profile: AgentProfileInput!) {
+    updateAgent(id: $id, profile: $profile) {
       id
       name
       instructions
@@ -61,7 +66,7 @@ const UpdateAgentDocument = graphql(`
   }
 `);
 
-type Agent = NonNullable<AgentsQuery["workspace"]>["agents"][number];
+type Agent = AgentsQuery["agents"]["edges"][number]["node"];
 type RuntimeOption = { id: string; label: string; capabilities: unknown };
 
 /** Models and reasoning levels a runtime reported (Claude: models[].supportedEffortLevels; Codex: catalog). */
@@ -83,8 +88,8 @@ export function Agents() {
   const { agentId } = useParams();
   const [{ data, fetching, error }, refetch] = useQuery({ query: AgentsDocument, variables: { workspaceId: workspace.id } });
   if (fetching && !data) return <Loading label="Loading agents…" />;
-  const agents = data?.workspace?.agents ?? [];
-  const runtimes: RuntimeOption[] = (data?.workspace?.machines ?? []).flatMap((m) =>
+  const agents = (data?.agents.edges ?? []).map((e) => e.node);
+  const runtimes: RuntimeOption[] = (data?.machines.edges ?? []).map((e) => e.node).flatMap((m) =>
     m.runtimes.map((r) => ({ id: r.id, label: `${r.name} on ${m.name}${r.enabled ? "" : " (not enabled)"}`, capabilities: r.capabilities })),
   );
   const selected = agents.find((a) => a.id === agentId) ?? agents[0];
@@ -137,10 +142,11 @@ function AgentProfile({ agent, runtimes }: { agent: Agent; runtimes: RuntimeOpti
     const concurrency = Number(form.concurrencyLimit);
     if (!Number.isInteger(concurrency) || concurrency < 1) return;
     const result = await update({
-      input: {
-        id: agent.id,
+      id: agent.id,
+      profile: {
         instructions: form.instructions,
         defaultRuntimeId: form.defaultRuntimeId || null,
+        clearDefaultRuntime: !form.defaultRuntimeId,
         model: form.model || null,
         reasoningLevel: form.reasoningLevel || null,
         concurrencyLimit: concurrency,

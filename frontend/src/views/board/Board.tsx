@@ -8,11 +8,10 @@ import { ErrorMessage } from "../../components/ErrorMessage";
 import { Loading, ProgressBar } from "../../components/Loading";
 import { BoardOptionsDocument } from "./queries";
 import { TaskCard } from "./TaskCard";
-import { AssigneeSelect, TaskEditor, type AssignOptions } from "./TaskEditor";
+import { NO_OPTIONS, parseAssignee, toAssignOptions, type AssignOptions } from "./options";
+import { AssigneeSelect, TaskEditor } from "./TaskEditor";
 import { PRIORITIES, STATUSES } from "./taskMeta";
 import { useBoardTasks, type BoardTask } from "./useBoardTasks";
-
-const NO_OPTIONS: AssignOptions = { members: [], agents: [], projects: [] };
 
 /** Tasks by status, live; filters live in the URL so a filtered board can be shared. */
 export function Board() {
@@ -23,9 +22,13 @@ export function Board() {
     const assignee = params.get("assignee");
     const project = params.get("project");
     const priority = params.get("priority");
-    if (assignee) f.assigneeId = assignee;
+    if (assignee) {
+      const who = parseAssignee(assignee);
+      if (who.userId) f.assigneeUserId = who.userId;
+      if (who.agentId) f.assigneeAgentId = who.agentId;
+    }
     if (project) f.projectId = project;
-    if (priority) f.priority = priority as TaskPriority;
+    if (priority) f.priority = [priority as TaskPriority];
     return f;
   }, [params]);
 
@@ -33,7 +36,10 @@ export function Board() {
     query: BoardOptionsDocument,
     variables: { workspaceId: workspace.id },
   });
-  const options: AssignOptions = optionsData?.workspace ?? NO_OPTIONS;
+  const options: AssignOptions = useMemo(
+    () => (optionsData ? toAssignOptions(optionsData) : NO_OPTIONS),
+    [optionsData],
+  );
   const board = useBoardTasks(workspace.id, filter);
   const [editing, setEditing] = useState<{ task?: BoardTask; status?: TaskStatus } | null>(null);
   const canEdit = can("task.edit");
@@ -70,7 +76,7 @@ export function Board() {
         <AssigneeSelect
           label="Filter by assignee"
           emptyLabel="Any assignee"
-          value={filter.assigneeId ?? ""}
+          value={params.get("assignee") ?? ""}
           onChange={(v) => setFilter("assignee", v)}
           options={options}
         />
@@ -88,7 +94,7 @@ export function Board() {
         </select>
         <select
           aria-label="Filter by priority"
-          value={filter.priority ?? ""}
+          value={params.get("priority") ?? ""}
           onChange={(e) => setFilter("priority", e.target.value)}
         >
           <option value="">Any priority</option>
@@ -98,7 +104,7 @@ export function Board() {
             </option>
           ))}
         </select>
-        {(filter.assigneeId || filter.projectId || filter.priority) && (
+        {Object.keys(filter).length > 0 && (
           <button type="button" className="button button--ghost" onClick={() => setParams({}, { replace: true })}>
             Clear filters
           </button>

@@ -1,16 +1,18 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
-import { useMutation } from "urql";
+import { useClient } from "urql";
+import type { CombinedError } from "@urql/core";
 import type { TaskPriority, TaskStatus } from "../../gql/graphql";
 import { ErrorMessage } from "../../components/ErrorMessage";
-import { CreateTaskDocument, UpdateTaskDocument } from "./queries";
+import { assigneeValue, parseAssignee, type AssignOptions } from "./options";
+import {
+  AssignTaskDocument,
+  CreateTaskDocument,
+  SetTaskPriorityDocument,
+  SetTaskStatusDocument,
+  UpdateTaskDocument,
+} from "./queries";
 import { PRIORITIES, STATUSES } from "./taskMeta";
 import type { BoardTask } from "./useBoardTasks";
-
-export interface AssignOptions {
-  members: readonly { id: string; name: string; email: string }[];
-  agents: readonly { id: string; name: string }[];
-  projects: readonly { id: string; name: string }[];
-}
 
 interface Props {
   workspaceId: string;
@@ -28,13 +30,12 @@ export function TaskEditor({ workspaceId, task, initialStatus, options, onDone }
   const [status, setStatus] = useState<TaskStatus>(task?.status ?? initialStatus ?? "TODO");
   const [priority, setPriority] = useState<TaskPriority>(task?.priority ?? "NONE");
   const [projectId, setProjectId] = useState(task?.project?.id ?? "");
-  const [assigneeId, setAssigneeId] = useState(task?.assignee?.id ?? "");
+  const [assignee, setAssignee] = useState(assigneeValue(task?.assignee));
   const [localError, setLocalError] = useState<string | null>(null);
-  const [created, create] = useMutation(CreateTaskDocument);
-  const [updated, update] = useMutation(UpdateTaskDocument);
+  const [saving, setSaving] = useState(false);
+  const [error, setError] = useState<CombinedError | null>(null);
+  const client = useClient();
   const dialog = useRef<HTMLDivElement>(null);
-  const saving = created.fetching || updated.fetching;
-  const error = task ? updated.error : created.error;
 
   useEffect(() => {
     const previous = document.activeElement as HTMLElement | null;
@@ -48,21 +49,87 @@ export function TaskEditor({ workspaceId, task, initialStatus, options, onDone }
       return;
     }
     setLocalError(null);
-    const fields = {
-      title: title.trim(),
-      description,
-      status,
-      priority,
-      projectId: projectId || null,
-      assigneeId: assigneeId || null,
-    };
-    if (task) {
-      const result = await update({ input: { id: task.id, ...fields } });
-      if (result.data) onDone(result.data.updateTask);
-    } else {
-      const result = await create({ input: { workspaceId, ...fields } });
-      if (result.data) onDone(result.data.createTask);
+    setError(null);
+    setSaving(true);
+    try {
+      const saved = task ? await saveEdits(task) : await saveNew();
+      if (saved) onDone(saved);
+    } finally {
+      setSaving(false);
     }
+  }
+
+  async function saveNew(): Promise<BoardTask | null> {
+    const who = parseAssignee(assignee);
+    const result = await client
+      .mutation(CreateTaskDocument, {
+        input: {
+          workspaceId,
+          title: title.trim(),
+          description,
+          status,
+          priority,
+          projectId: projectId || null,
+          assigneeUserId: who.userId,
+          assigneeAgentId: who.agentId,
+        },
+      })
+      .toPromise();
+    if (result.error) setError(result.error);
+    return result.data?.createTask ?? null;
+  }
+
+  /** Each kind of change is its own mutation (and its own timeline event); send only what changed. */
+  async function saveEdits(original: BoardTask): Promise<BoardTask | null> {
+    let latest: BoardTask = original;
+    const steps: (() => Promise<{ error?: CombinedError; task?: BoardTask }>)[] = [];
+    const projectChanged = (original.project?.id ?? "") !== projectId;
+    if (original.title !== title.trim() || original.description !== description || projectChanged) {
+      steps.push(async () => {
+        const r = await client
+          .mutation(UpdateTaskDocument, {
+            input: {
+              taskId: original.id,
+              title: title.trim(),
+              description,
+              projectId: projectId || null,
+              clearProject: projectChanged && !projectId,
+            },
+          })
+          .toPromise();
+        return { error: r.error, task: r.data?.updateTask };
+      });
+    }
+    if (original.status !== status) {
+      steps.push(async () => {
+        const r = await client.mutation(SetTaskStatusDocument, { taskId: original.id, status }).toPromise();
+        return { error: r.error, task: r.data?.setTaskStatus };
+      });
+    }
+    if (original.priority !== priority) {
+      steps.push(async () => {
+        const r = await client.mutation(SetTaskPriorityDocument, { taskId: original.id, priority }).toPromise();
+        return { error: r.error, task: r.data?.setTaskPriority };
+      });
+    }
+    if (assigneeValue(original.assignee) !== assignee) {
+      steps.push(async () => {
+        const who = parseAssignee(assignee);
+        const r = await client
+          .mutation(AssignTaskDocument, { input: { taskId: original.id, ...who } })
+          .toPromise();
+        return { error: r.error, task: r.data?.assignTask };
+      });
+    }
+    for (const step of steps) {
+      const { error: stepError, task: next } = await step();
+      if (stepError) {
+        setError(stepError);
+        return null;
+      }
+      if (next) latest = next;
+    }
+    return latest;
   }
 
   return (
@@ -124,7 +191,7 @@ export function TaskEditor({ workspaceId, task, initialStatus, options, onDone }
             </label>
             <label className="field">
               <span>Assignee</span>
-              <AssigneeSelect value={assigneeId} onChange={setAssigneeId} options={options} />
+              <AssigneeSelect value={assignee} onChange={setAssignee} options={options} />
             </label>
           </div>
           {localError && (
@@ -167,7 +234,7 @@ export function AssigneeSelect({
       {options.agents.length > 0 && (
         <optgroup label="Agents">
           {options.agents.map((a) => (
-            <option key={a.id} value={a.id}>
+            <option key={a.id} value={`agent:${a.id}`}>
               {a.name} (agent)
             </option>
           ))}
@@ -175,7 +242,7 @@ export function AssigneeSelect({
       )}
       <optgroup label="People">
         {options.members.map((m) => (
-          <option key={m.id} value={m.id}>
+          <option key={m.id} value={`user:${m.id}`}>
             {m.name || m.email}
           </option>
         ))}

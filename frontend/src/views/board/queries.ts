@@ -28,22 +28,45 @@ export const BoardTaskFields = graphql(`
   }
 `);
 
+/** People, agents, teams and projects: what the board's filters and the editors choose from. */
 export const BoardOptionsDocument = graphql(`
   query BoardOptions($workspaceId: ID!) {
-    workspace(id: $workspaceId) {
-      id
-      members {
-        id
-        name
-        email
+    members(workspaceId: $workspaceId, first: 200) {
+      edges {
+        node {
+          id
+          user {
+            id
+            name
+            email
+          }
+        }
       }
-      agents {
-        id
-        name
+    }
+    agents(workspaceId: $workspaceId, first: 200) {
+      edges {
+        node {
+          id
+          name
+          handle
+        }
       }
-      projects {
-        id
-        name
+    }
+    teams(workspaceId: $workspaceId, first: 200) {
+      edges {
+        node {
+          id
+          name
+          handle
+        }
+      }
+    }
+    projects(workspaceId: $workspaceId, first: 200) {
+      edges {
+        node {
+          id
+          name
+        }
       }
     }
   }
@@ -51,18 +74,15 @@ export const BoardOptionsDocument = graphql(`
 
 export const BoardTasksDocument = graphql(`
   query BoardTasks($workspaceId: ID!, $first: Int!, $after: String, $filter: TaskFilter) {
-    workspace(id: $workspaceId) {
-      id
-      tasks(first: $first, after: $after, filter: $filter) {
-        totalCount
-        pageInfo {
-          hasNextPage
-          endCursor
-        }
-        edges {
-          node {
-            ...BoardTaskFields
-          }
+    tasks(workspaceId: $workspaceId, first: $first, after: $after, filter: $filter) {
+      totalCount
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      edges {
+        node {
+          ...BoardTaskFields
         }
       }
     }
@@ -72,7 +92,7 @@ export const BoardTasksDocument = graphql(`
 export const BoardChangedDocument = graphql(`
   subscription BoardChanged($workspaceId: ID!) {
     boardChanged(workspaceId: $workspaceId) {
-      taskId
+      kind
       task {
         ...BoardTaskFields
       }
@@ -91,6 +111,30 @@ export const CreateTaskDocument = graphql(`
 export const UpdateTaskDocument = graphql(`
   mutation UpdateTask($input: UpdateTaskInput!) {
     updateTask(input: $input) {
+      ...BoardTaskFields
+    }
+  }
+`);
+
+export const SetTaskStatusDocument = graphql(`
+  mutation SetTaskStatus($taskId: ID!, $status: TaskStatus!) {
+    setTaskStatus(taskId: $taskId, status: $status) {
+      ...BoardTaskFields
+    }
+  }
+`);
+
+export const SetTaskPriorityDocument = graphql(`
+  mutation SetTaskPriority($taskId: ID!, $priority: TaskPriority!) {
+    setTaskPriority(taskId: $taskId, priority: $priority) {
+      ...BoardTaskFields
+    }
+  }
+`);
+
+export const AssignTaskDocument = graphql(`
+  mutation AssignTask($input: AssignTaskInput!) {
+    assignTask(input: $input) {
       ...BoardTaskFields
     }
   }

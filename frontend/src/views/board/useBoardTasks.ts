@@ -28,9 +28,13 @@ export interface BoardTasksState {
 
 /** Whether a task belongs on a board with this filter (so live changes can move it in or out). */
 export function matchesFilter(task: BoardTask, filter: TaskFilter): boolean {
-  if (filter.priority && task.priority !== filter.priority) return false;
+  if (filter.priority?.length && !filter.priority.includes(task.priority)) return false;
+  if (filter.status?.length && !filter.status.includes(task.status)) return false;
   if (filter.projectId && task.project?.id !== filter.projectId) return false;
-  if (filter.assigneeId && task.assignee?.id !== filter.assigneeId) return false;
+  const agentId = task.assignee?.__typename === "Agent" ? task.assignee.id : null;
+  const userId = task.assignee?.__typename === "User" ? task.assignee.id : null;
+  if (filter.assigneeUserId && userId !== filter.assigneeUserId) return false;
+  if (filter.assigneeAgentId && agentId !== filter.assigneeAgentId) return false;
   return true;
 }
 
@@ -68,13 +72,13 @@ export function useBoardTasks(workspaceId: string, filter: TaskFilter): BoardTas
           )
           .toPromise();
         if (cancelled) return;
-        if (result.error || !result.data?.workspace) {
-          setError(result.error ?? new Error("This workspace is not available."));
+        if (result.error || !result.data) {
+          setError(result.error ?? new Error("The server sent no tasks."));
           setLoading(false);
           setLoadingMore(false);
           return;
         }
-        const connection = result.data.workspace.tasks;
+        const connection = result.data.tasks;
         const page = connection.edges.map((edge) => edge.node);
         setTasks((previous) => (first ? page : mergeTasks(previous, page)));
         setTotalCount(connection.totalCount);
@@ -110,12 +114,7 @@ export function useBoardTasks(workspaceId: string, filter: TaskFilter): BoardTas
     const change = live.data?.boardChanged;
     if (!change || change === lastEvent.current) return;
     lastEvent.current = change;
-    if (change.task) {
-      upsert(change.task);
-    } else {
-      // The task is gone (deleted or no longer visible to the viewer).
-      setTasks((previous) => previous.filter((t) => t.id !== change.taskId));
-    }
+    upsert(change.task);
   }, [live.data, upsert]);
 
   const reload = useCallback(() => setGeneration((g) => g + 1), []);

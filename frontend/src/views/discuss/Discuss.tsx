@@ -12,18 +12,23 @@ import { ACTIVE_RUN_STATUSES } from "../task/runMeta";
 
 const ChatsDocument = graphql(`
   query Chats($workspaceId: ID!) {
-    workspace(id: $workspaceId) {
-      id
-      agents {
-        id
-        name
-      }
-      chats {
-        id
-        title
-        agent {
+    agents(workspaceId: $workspaceId, first: 200) {
+      edges {
+        node {
           id
           name
+        }
+      }
+    }
+    chats(workspaceId: $workspaceId, first: 100) {
+      edges {
+        node {
+          id
+          title
+          agent {
+            id
+            name
+          }
         }
       }
     }
@@ -31,7 +36,7 @@ const ChatsDocument = graphql(`
 `);
 
 const ChatDocument = graphql(`
-  query Chat($chatId: ID!) {
+  query Chat($chatId: ID!, $workspaceId: ID!) {
     chat(id: $chatId) {
       id
       title
@@ -39,23 +44,32 @@ const ChatDocument = graphql(`
         id
         name
       }
-      messages {
-        id
-        body
-        createdAt
-        author {
-          __typename
-          ... on User {
-            id
-            name
-            email
-          }
-          ... on Agent {
-            id
-            name
+    }
+    chatMessages(chatId: $chatId, first: 200) {
+      edges {
+        node {
+          id
+          body
+          createdAt
+          runId
+          author {
+            __typename
+            ... on User {
+              id
+              name
+              email
+            }
+            ... on Agent {
+              id
+              name
+            }
           }
         }
-        run {
+      }
+    }
+    runs(workspaceId: $workspaceId, filter: { chatId: $chatId, status: [QUEUED, DISPATCHED, CLAIMED, RUNNING] }, first: 1) {
+      edges {
+        node {
           id
           status
         }
@@ -74,7 +88,7 @@ const ChatLiveDocument = graphql(`
 
 const StartChatDocument = graphql(`
   mutation StartChat($workspaceId: ID!, $agentId: ID!) {
-    startChat(workspaceId: $workspaceId, agentId: $agentId) {
+    createChat(workspaceId: $workspaceId, agentId: $agentId) {
       id
     }
   }
@@ -97,8 +111,8 @@ export function Discuss() {
   const [agentId, setAgentId] = useState("");
   const [started, startChat] = useMutation(StartChatDocument);
   if (fetching && !data) return <Loading label="Loading chats…" />;
-  const chats = data?.workspace?.chats ?? [];
-  const agents = data?.workspace?.agents ?? [];
+  const chats = (data?.chats.edges ?? []).map((e) => e.node);
+  const agents = (data?.agents.edges ?? []).map((e) => e.node);
 
   async function start(event: FormEvent) {
     event.preventDefault();
@@ -106,7 +120,7 @@ export function Discuss() {
     const result = await startChat({ workspaceId: workspace.id, agentId });
     if (result.data) {
       refetch({ requestPolicy: "network-only" });
-      navigate(`/w/${workspace.id}/discuss/${result.data.startChat.id}`);
+      navigate(`/w/${workspace.id}/discuss/${result.data.createChat.id}`);
     }
   }
 
@@ -158,7 +172,8 @@ export function Discuss() {
 }
 
 function ChatView({ chatId }: { chatId: string }) {
-  const [{ data, fetching, error }, refetch] = useQuery({ query: ChatDocument, variables: { chatId } });
+  const { workspace } = useWorkspace();
+  const [{ data, fetching, error }, refetch] = useQuery({ query: ChatDocument, variables: { chatId, workspaceId: workspace.id } });
   const reload = () => refetch({ requestPolicy: "network-only" });
   const [live] = useSubscription({ query: ChatLiveDocument, variables: { chatId } });
   useEffect(() => {
@@ -168,8 +183,8 @@ function ChatView({ chatId }: { chatId: string }) {
   const [sent, send] = useMutation(SendChatMessageDocument);
   if (fetching && !data) return <Loading label="Loading the chat…" />;
   if (!data?.chat) return error ? <ErrorMessage error={error} onRetry={reload} /> : <EmptyState title="This chat is not available" />;
-  const messages = data.chat.messages;
-  const activeRun = [...messages].reverse().find((m) => m.run && ACTIVE_RUN_STATUSES.has(m.run.status))?.run;
+  const messages = data.chatMessages.edges.map((e) => e.node);
+  const activeRun = data.runs.edges.map((e) => e.node).find((r) => ACTIVE_RUN_STATUSES.has(r.status));
   const waiting = Boolean(activeRun) || sent.fetching;
 
   async function submit(event: FormEvent) {

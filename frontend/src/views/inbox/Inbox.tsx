@@ -8,13 +8,13 @@ import { EmptyState } from "../../components/EmptyState";
 import { ErrorMessage } from "../../components/ErrorMessage";
 import { Loading } from "../../components/Loading";
 import { formatTime } from "../../lib/format";
-import { RequestMachineUpdateDocument } from "../machines/queries";
+import { PostCommentDocument } from "../task/queries";
 
 const InboxDocument = graphql(`
   query Inbox($workspaceId: ID!) {
-    workspace(id: $workspaceId) {
-      id
-      inbox(status: OPEN) {
+    inbox(workspaceId: $workspaceId, status: OPEN, first: 100) {
+      edges {
+        node {
         id
         kind
         status
@@ -26,13 +26,11 @@ const InboxDocument = graphql(`
           number
           title
         }
+        data
         agent {
           id
           name
         }
-        machine {
-          id
-          name
         }
       }
     }
@@ -40,15 +38,15 @@ const InboxDocument = graphql(`
 `);
 
 const ResolveInboxItemDocument = graphql(`
-  mutation ResolveInboxItem($id: ID!, $action: String!, $answer: String) {
-    resolveInboxItem(id: $id, action: $action, answer: $answer) {
+  mutation ResolveInboxItem($id: ID!) {
+    updateInboxItem(id: $id, resolved: true) {
       id
       status
     }
   }
 `);
 
-type Item = NonNullable<InboxQuery["workspace"]>["inbox"][number];
+type Item = InboxQuery["inbox"]["edges"][number]["node"];
 
 const KIND_LABELS: Record<string, string> = {
   QUESTION: "Question",
@@ -65,7 +63,7 @@ export function Inbox() {
   const [{ data, fetching, error }, refetch] = useQuery({ query: InboxDocument, variables: { workspaceId: workspace.id } });
   const reload = () => refetch({ requestPolicy: "network-only" });
   if (fetching && !data) return <Loading label="Loading your inbox…" />;
-  const items = data?.workspace?.inbox ?? [];
+  const items = (data?.inbox.edges ?? []).map((e) => e.node);
   return (
     <section className="page" aria-labelledby="inbox-title">
       <div className="page__header">
@@ -89,12 +87,20 @@ function InboxCard({ item, onDone }: { item: Item; onDone: () => void }) {
   const { workspace } = useWorkspace();
   const [answer, setAnswer] = useState("");
   const [resolution, resolve] = useMutation(ResolveInboxItemDocument);
-  const [update, requestUpdate] = useMutation(RequestMachineUpdateDocument);
-  async function act(action: string, text?: string) {
-    const result = await resolve({ id: item.id, action, answer: text ?? null });
+  const [reply, postReply] = useMutation(PostCommentDocument);
+
+  /** Answers and decisions go to the agent as a comment on the task (tagging it), then the item closes. */
+  async function respond(text: string | null) {
+    if (text && item.task) {
+      const posted = await postReply({
+        input: { taskId: item.task.id, body: text, agentIds: item.agent ? [item.agent.id] : [] },
+      });
+      if (posted.error) return;
+    }
+    const result = await resolve({ id: item.id });
     if (!result.error) onDone();
   }
-  const busy = resolution.fetching || update.fetching;
+  const busy = resolution.fetching || reply.fetching;
   return (
     <li className="panel" data-kind={item.kind} aria-label={item.title}>
       <div className="page__header">
@@ -110,14 +116,14 @@ function InboxCard({ item, onDone }: { item: Item; onDone: () => void }) {
           </Link>
         </p>
       )}
-      {(resolution.error || update.error) && <ErrorMessage error={resolution.error ?? update.error} compact />}
+      {(resolution.error || reply.error) && <ErrorMessage error={resolution.error ?? reply.error} compact />}
       <Can permission="inbox.act">
-        {item.kind === "QUESTION" && (
+        {item.kind === "QUESTION" && item.task ? (
           <form
             className="form"
             onSubmit={(e) => {
               e.preventDefault();
-              if (answer.trim()) void act("answer", answer.trim());
+              if (answer.trim()) void respond(answer.trim());
             }}
           >
             <label className="field">
@@ -130,45 +136,27 @@ function InboxCard({ item, onDone }: { item: Item; onDone: () => void }) {
               </button>
             </div>
           </form>
-        )}
-        {item.kind === "APPROVAL" && (
+        ) : item.kind === "APPROVAL" && item.task ? (
           <div className="form__actions">
-            <button type="button" className="button button--danger" disabled={busy} onClick={() => act("deny")}>
+            <button type="button" className="button button--danger" disabled={busy} onClick={() => respond("Denied.")}>
               Deny
             </button>
-            <button type="button" className="button button--primary" disabled={busy} onClick={() => act("approve")}>
+            <button type="button" className="button button--primary" disabled={busy} onClick={() => respond("Approved.")}>
               Approve
             </button>
           </div>
-        )}
-        {item.kind === "UPDATE_NUDGE" && item.machine && (
+        ) : item.kind === "UPDATE_NUDGE" || item.kind === "RUNTIME_STALE" ? (
           <div className="form__actions">
-            <button
-              type="button"
-              className="button button--primary"
-              disabled={busy}
-              onClick={async () => {
-                const result = await requestUpdate({ machineId: item.machine!.id });
-                if (!result.error) await act("dismiss");
-              }}
-            >
-              {update.fetching ? "Queueing…" : `Update ${item.machine.name} now`}
-            </button>
-          </div>
-        )}
-        {item.kind === "RUNTIME_STALE" && (
-          <div className="form__actions">
-            <Link className="button" to={`/w/${workspace.id}/machines`}>
-              Open machines
+            <Link className="button button--primary" to={`/w/${workspace.id}/machines`}>
+              {item.kind === "UPDATE_NUDGE" ? "Open machines to update" : "Open machines"}
             </Link>
-            <button type="button" className="button" disabled={busy} onClick={() => act("dismiss")}>
+            <button type="button" className="button" disabled={busy} onClick={() => respond(null)}>
               Dismiss
             </button>
           </div>
-        )}
-        {(item.kind === "MENTION" || item.kind === "BLOCKED") && (
+        ) : (
           <div className="form__actions">
-            <button type="button" className="button" disabled={busy} onClick={() => act("dismiss")}>
+            <button type="button" className="button" disabled={busy} onClick={() => respond(null)}>
               Mark done
             </button>
           </div>

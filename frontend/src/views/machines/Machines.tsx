@@ -1,14 +1,14 @@
-import { useEffect, useState } from "react";
-import { useMutation, useQuery } from "urql";
+import { useEffect } from "react";
+import { useQuery } from "urql";
 import type { MachinesQuery } from "../../gql/graphql";
-import { Can, useWorkspace } from "../../app/workspace";
+import { useWorkspace } from "../../app/workspace";
 import { EmptyState } from "../../components/EmptyState";
 import { ErrorMessage } from "../../components/ErrorMessage";
 import { Loading } from "../../components/Loading";
 import { formatAgo, formatTime } from "../../lib/format";
-import { RemoveMachineDocument, RequestMachineUpdateDocument, MachinesDocument, SetRuntimeEnabledDocument } from "./queries";
+import { MachinesDocument } from "./queries";
 
-type Machine = NonNullable<MachinesQuery["workspace"]>["machines"][number];
+type Machine = MachinesQuery["machines"]["edges"][number]["node"];
 type Runtime = Machine["runtimes"][number];
 
 /** Machines in the workspace: online state, CLI version and updates, runtimes, execution root. */
@@ -25,7 +25,7 @@ export function Machines() {
   }, [refetch]);
 
   if (fetching && !data) return <Loading label="Loading machines…" />;
-  const machines = data?.workspace?.machines ?? [];
+  const machines = (data?.machines.edges ?? []).map((e) => e.node);
   return (
     <section className="page" aria-labelledby="machines-title">
       <div className="page__header">
@@ -39,7 +39,7 @@ export function Machines() {
       ) : (
         <ul className="list">
           {machines.map((machine) => (
-            <MachineCard key={machine.id} machine={machine} onChanged={() => refetch({ requestPolicy: "network-only" })} />
+            <MachineCard key={machine.id} machine={machine} />
           ))}
         </ul>
       )}
@@ -47,10 +47,7 @@ export function Machines() {
   );
 }
 
-function MachineCard({ machine, onChanged }: { machine: Machine; onChanged: () => void }) {
-  const [update, requestUpdate] = useMutation(RequestMachineUpdateDocument);
-  const [removal, remove] = useMutation(RemoveMachineDocument);
-  const [confirming, setConfirming] = useState(false);
+function MachineCard({ machine }: { machine: Machine }) {
   return (
     <li className="panel" data-machine-id={machine.id} aria-label={`Machine ${machine.name}`}>
       <div className="page__header">
@@ -72,11 +69,11 @@ function MachineCard({ machine, onChanged }: { machine: Machine; onChanged: () =
         <dt>CLI version</dt>
         <dd>
           {machine.cliVersion || "unknown"}{" "}
-          {machine.updateStatus ? (
-            <span className="badge badge--warn">Update {machine.updateStatus}</span>
-          ) : (
-            machine.updateAvailable && <span className="badge badge--warn">Update available</span>
-          )}
+          {machine.updateStatus && <span className="badge badge--warn">Update {machine.updateStatus}</span>}
+        </dd>
+        <dt>Runs</dt>
+        <dd>
+          {machine.activeRuns} running of {machine.capacity}
         </dd>
         <dt>Execution root</dt>
         <dd>
@@ -89,58 +86,15 @@ function MachineCard({ machine, onChanged }: { machine: Machine; onChanged: () =
       ) : (
         <ul className="list">
           {machine.runtimes.map((runtime) => (
-            <RuntimeRow key={runtime.id} runtime={runtime} onChanged={onChanged} />
+            <RuntimeRow key={runtime.id} runtime={runtime} />
           ))}
         </ul>
       )}
-      {(update.error || removal.error) && <ErrorMessage error={update.error ?? removal.error} compact />}
-      <Can permission="machine.manage">
-        <div className="form__actions">
-          {machine.updateAvailable && !machine.updateStatus && (
-            <button
-              type="button"
-              className="button"
-              disabled={update.fetching}
-              onClick={async () => {
-                const result = await requestUpdate({ machineId: machine.id });
-                if (!result.error) onChanged();
-              }}
-            >
-              {update.fetching ? "Queueing update…" : "Update now"}
-            </button>
-          )}
-          {confirming ? (
-            <>
-              <span>Remove {machine.name} and its runtimes?</span>
-              <button type="button" className="button" onClick={() => setConfirming(false)}>
-                Keep
-              </button>
-              <button
-                type="button"
-                className="button button--danger"
-                disabled={removal.fetching}
-                onClick={async () => {
-                  const result = await remove({ machineId: machine.id });
-                  if (!result.error) onChanged();
-                }}
-              >
-                {removal.fetching ? "Removing…" : "Remove machine"}
-              </button>
-            </>
-          ) : (
-            <button type="button" className="button button--danger" onClick={() => setConfirming(true)}>
-              Remove…
-            </button>
-          )}
-        </div>
-      </Can>
     </li>
   );
 }
 
-function RuntimeRow({ runtime, onChanged }: { runtime: Runtime; onChanged: () => void }) {
-  const { can } = useWorkspace();
-  const [{ fetching, error }, setEnabled] = useMutation(SetRuntimeEnabledDocument);
+function RuntimeRow({ runtime }: { runtime: Runtime }) {
   return (
     <li className="runtime" data-runtime-id={runtime.id}>
       <div className="page__header">
@@ -151,26 +105,11 @@ function RuntimeRow({ runtime, onChanged }: { runtime: Runtime; onChanged: () =>
         <span className={runtime.ready ? "badge badge--ok" : "badge"}>
           {runtime.ready ? "Ready" : runtime.available ? "Not ready" : "Missing"}
         </span>
-        {can("runtime.manage") ? (
-          <label className="switch">
-            <input
-              type="checkbox"
-              role="switch"
-              checked={runtime.enabled}
-              disabled={fetching}
-              onChange={async (e) => {
-                const result = await setEnabled({ runtimeId: runtime.id, enabled: e.target.checked });
-                if (!result.error) onChanged();
-              }}
-            />
-            Enabled for agents
-          </label>
-        ) : (
-          <span className="muted">{runtime.enabled ? "Enabled for agents" : "Not enabled for agents"}</span>
-        )}
+        <span className="muted" data-testid="runtime-enabled">
+          {runtime.enabled ? "Enabled for agents" : "Not enabled for agents"}
+        </span>
       </div>
       <code className="muted">{runtime.path}</code>
-      {error && <ErrorMessage error={error} compact />}
     </li>
   );
 }

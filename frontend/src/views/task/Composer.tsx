@@ -18,6 +18,12 @@ export function mentionQuery(text: string, caret: number): { start: number; quer
   return { start: caret - match[2]!.length - 1, query: match[2]!.toLowerCase() };
 }
 
+/** Agents and teams whose `@handle` appears in the text (the server is told by id). */
+export function taggedIn(text: string, mentionables: Mentionable[]): Mentionable[] {
+  const handles = new Set([...text.matchAll(/(?:^|\s)@([\w.-]+)/g)].map((m) => m[1]!.toLowerCase()));
+  return mentionables.filter((m) => handles.has(m.handle.toLowerCase()));
+}
+
 interface Props {
   taskId: string;
   parentId?: string;
@@ -89,7 +95,16 @@ export function Composer({ taskId, parentId, mentionables, onPosted, placeholder
     event?.preventDefault();
     const text = body.trim();
     if (!text || fetching) return;
-    const result = await post({ taskId, body: text, parentId: parentId ?? null });
+    const tagged = taggedIn(text, mentionables);
+    const result = await post({
+      input: {
+        taskId,
+        body: text,
+        parentId: parentId ?? null,
+        agentIds: tagged.filter((m) => m.kind === "agent").map((m) => m.id),
+        teamIds: tagged.filter((m) => m.kind === "team").map((m) => m.id),
+      },
+    });
     if (!result.error) {
       setBody("");
       onPosted();

@@ -7,6 +7,8 @@ import { ErrorMessage } from "../../components/ErrorMessage";
 import { Loading } from "../../components/Loading";
 import { hasCode } from "../../lib/errors";
 import { personName } from "../../lib/format";
+import { toAssignOptions } from "../board/options";
+import { BoardOptionsDocument } from "../board/queries";
 import { TaskEditor } from "../board/TaskEditor";
 import { priorityLabel, statusLabel } from "../board/taskMeta";
 import { Composer, type Mentionable } from "./Composer";
@@ -24,6 +26,8 @@ export function TaskPage() {
     query: TaskPageDocument,
     variables: { taskId, workspaceId: workspace.id },
   });
+  const [{ data: optionsData }] = useQuery({ query: BoardOptionsDocument, variables: { workspaceId: workspace.id } });
+  const options = useMemo(() => toAssignOptions(optionsData), [optionsData]);
   const reload = () => refetch({ requestPolicy: "network-only" });
   // Anything new on the timeline (a comment, a run moving on, an edit): load the page's data again.
   const [live] = useSubscription({ query: TaskTimelineDocument, variables: { taskId } });
@@ -34,7 +38,7 @@ export function TaskPage() {
   const [selectedRun, setSelectedRun] = useState<string | null>(null);
   const [editing, setEditing] = useState(false);
   const task = data?.task;
-  const runs = task?.runs ?? [];
+  const runs = useMemo(() => (data?.runs.edges ?? []).map((e) => e.node), [data?.runs]);
   // Show the newest active run's transcript by default, else the newest run's.
   const defaultRun = useMemo(() => {
     const ordered = [...runs].sort((a, b) => b.createdAt.localeCompare(a.createdAt));
@@ -43,10 +47,10 @@ export function TaskPage() {
   const shownRun = selectedRun ?? defaultRun;
   const mentionables = useMemo<Mentionable[]>(
     () => [
-      ...(data?.workspace?.agents ?? []).map((a) => ({ ...a, kind: "agent" as const })),
-      ...(data?.workspace?.teams ?? []).map((t) => ({ ...t, kind: "team" as const })),
+      ...options.agents.map((a) => ({ ...a, kind: "agent" as const })),
+      ...options.teams.map((t) => ({ ...t, kind: "team" as const })),
     ],
-    [data?.workspace],
+    [options],
   );
 
   if (fetching && !data) return <Loading label="Loading the task…" />;
@@ -61,7 +65,7 @@ export function TaskPage() {
   }
   if (!task) return <div className="page"><ErrorMessage error={error} onRetry={reload} /></div>;
 
-  const events = task.timeline.edges.map((e) => e.node);
+  const events = (data?.timeline.edges ?? []).map((e) => e.node);
   return (
     <div className="page page--wide">
       <nav aria-label="Breadcrumb" className="muted">
@@ -103,7 +107,7 @@ export function TaskPage() {
         </section>
         <aside aria-label="Runs">
           <h2>Runs</h2>
-          <Runs runs={runs} selected={shownRun} onSelect={setSelectedRun} onChanged={reload} />
+          <Runs runs={runs} selected={shownRun} onSelect={setSelectedRun} />
           {shownRun && (
             <>
               <h2>Transcript</h2>
@@ -112,11 +116,11 @@ export function TaskPage() {
           )}
         </aside>
       </div>
-      {editing && data?.workspace && (
+      {editing && (
         <TaskEditor
           workspaceId={workspace.id}
           task={task}
-          options={data.workspace}
+          options={options}
           onDone={() => {
             setEditing(false);
             reload();

@@ -9,7 +9,7 @@ import { Composer, type Mentionable } from "./Composer";
 import { ReactDocument } from "./queries";
 import { runBadgeClass, runStatusLabel } from "./runMeta";
 
-export type TimelineItem = NonNullable<TaskPageQuery["task"]>["timeline"]["edges"][number]["node"];
+export type TimelineItem = TaskPageQuery["timeline"]["edges"][number]["node"];
 
 const QUICK_REACTIONS = ["👍", "🎉", "👀", "❤️"];
 
@@ -38,7 +38,7 @@ export function describeEvent(event: TimelineItem): string {
       return field(data, "assignee") ? `${who} assigned it to ${field(data, "assignee")}` : `${who} changed the assignee`;
     case "RUN":
       return event.run
-        ? `Run by ${event.run.agent.name}: ${runStatusLabel(event.run.status)}${event.run.failureCode ? ` (${event.run.failureCode})` : ""}`
+        ? `Run by ${event.run.agent.name}${event.run.failureCode ? ` (${event.run.failureCode})` : ""}`
         : `Run ${field(data, "status")}`;
     case "SUMMARY":
       return `${who} summarised the task`;
@@ -61,11 +61,27 @@ interface Props {
   onOpenRun: (runId: string) => void;
 }
 
+/** Replies sit under their thread's root comment; everything else keeps its place in time. */
+export function threadEvents(events: TimelineItem[]): { top: TimelineItem[]; replies: Map<string, CommentFieldsFragment[]> } {
+  const replies = new Map<string, CommentFieldsFragment[]>();
+  const top: TimelineItem[] = [];
+  for (const event of events) {
+    const parent = event.comment?.parentId;
+    if (event.kind === "COMMENTED" && event.comment && parent) {
+      replies.set(parent, [...(replies.get(parent) ?? []), event.comment]);
+    } else {
+      top.push(event);
+    }
+  }
+  return { top, replies };
+}
+
 /** The task's history: comments with threads and reactions, status changes, runs, refusals, no-ops. */
 export function Timeline({ taskId, events, mentionables, onChanged, onOpenRun }: Props) {
+  const { top, replies } = threadEvents(events);
   return (
     <ol className="timeline" aria-label="Timeline" data-testid="timeline">
-      {events.map((event) => (
+      {top.map((event) => (
         <li
           key={event.id}
           className={`event event--${event.kind === "COMMENTED" ? "comment" : event.kind.toLowerCase()}`}
@@ -75,7 +91,7 @@ export function Timeline({ taskId, events, mentionables, onChanged, onOpenRun }:
             <CommentBlock
               taskId={taskId}
               comment={event.comment}
-              replies={event.comment.replies}
+              replies={replies.get(event.comment.id) ?? []}
               mentionables={mentionables}
               onChanged={onChanged}
             />
@@ -190,7 +206,7 @@ function Reactions({ comment }: { comment: CommentFieldsFragment }) {
             aria-pressed={r.viewerReacted}
             aria-label={`${r.emoji} ${r.count}`}
             disabled={fetching}
-            onClick={() => react({ commentId: comment.id, emoji: r.emoji })}
+            onClick={() => react({ commentId: comment.id, emoji: r.emoji, on: !r.viewerReacted })}
           >
             {r.emoji} {r.count}
           </button>
@@ -202,7 +218,7 @@ function Reactions({ comment }: { comment: CommentFieldsFragment }) {
             className="button button--ghost button--small reaction"
             aria-label={`React ${emoji}`}
             disabled={fetching}
-            onClick={() => react({ commentId: comment.id, emoji })}
+            onClick={() => react({ commentId: comment.id, emoji, on: true })}
           >
             {emoji}
           </button>

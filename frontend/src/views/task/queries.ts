@@ -6,6 +6,7 @@ export const CommentFields = graphql(`
     body
     createdAt
     parentId
+    replyCount
     author {
       __typename
       ... on User {
@@ -30,7 +31,6 @@ export const RunFields = graphql(`
   fragment RunFields on Run {
     id
     status
-    queueReason
     failureCode
     error
     attempt
@@ -41,6 +41,11 @@ export const RunFields = graphql(`
       id
       name
     }
+    history {
+      toStatus
+      reason
+      createdAt
+    }
   }
 `);
 
@@ -48,62 +53,47 @@ export const TaskPageDocument = graphql(`
   query TaskPage($taskId: ID!, $workspaceId: ID!) {
     task(id: $taskId) {
       ...BoardTaskFields
-      runs {
-        ...RunFields
-      }
-      timeline(first: 200) {
-        totalCount
-        edges {
-          node {
-            id
-            kind
-            createdAt
-            data
-            actor {
-              __typename
-              ... on User {
-                id
-                name
-                email
-              }
-              ... on Agent {
-                id
-                name
-              }
-            }
-            run {
-              ...RunFields
-            }
-            comment {
-              ...CommentFields
-              replies {
-                ...CommentFields
-              }
-            }
-          }
+    }
+    runs(workspaceId: $workspaceId, filter: { taskId: $taskId }, first: 50) {
+      edges {
+        node {
+          ...RunFields
         }
       }
     }
-    workspace(id: $workspaceId) {
-      id
-      members {
-        id
-        name
-        email
-      }
-      agents {
-        id
-        name
-        handle
-      }
-      teams {
-        id
-        name
-        handle
-      }
-      projects {
-        id
-        name
+    timeline(taskId: $taskId, first: 200) {
+      totalCount
+      edges {
+        node {
+          id
+          kind
+          createdAt
+          data
+          actor {
+            __typename
+            ... on User {
+              id
+              name
+              email
+            }
+            ... on Agent {
+              id
+              name
+            }
+          }
+          run {
+            id
+            status
+            failureCode
+            agent {
+              id
+              name
+            }
+          }
+          comment {
+            ...CommentFields
+          }
+        }
       }
     }
   }
@@ -118,69 +108,37 @@ export const TaskTimelineDocument = graphql(`
   }
 `);
 
-export const RunTranscriptDocument = graphql(`
-  query RunTranscript($runId: ID!) {
+export const RunDocument = graphql(`
+  query RunStatus($runId: ID!) {
     run(id: $runId) {
       ...RunFields
-      transcript {
-        seq
-        kind
-        text
-        toolName
-        input
-        output
-        isError
-        costUsd
-        durationMs
-      }
     }
   }
 `);
 
+/** Persisted chunks first, then live ones, without gap or duplicate (the server guarantees it). */
 export const RunTranscriptLiveDocument = graphql(`
   subscription RunTranscriptLive($runId: ID!) {
     runTranscript(runId: $runId) {
+      attempt
       seq
-      kind
-      text
-      toolName
-      input
-      output
-      isError
-      costUsd
-      durationMs
+      events
     }
   }
 `);
 
 export const PostCommentDocument = graphql(`
-  mutation PostComment($taskId: ID!, $body: String!, $parentId: ID) {
-    postComment(taskId: $taskId, body: $body, parentId: $parentId) {
+  mutation PostComment($input: PostCommentInput!) {
+    postComment(input: $input) {
       ...CommentFields
     }
   }
 `);
 
 export const ReactDocument = graphql(`
-  mutation React($commentId: ID!, $emoji: String!) {
-    react(commentId: $commentId, emoji: $emoji) {
+  mutation React($commentId: ID!, $emoji: String!, $on: Boolean!) {
+    react(commentId: $commentId, emoji: $emoji, on: $on) {
       ...CommentFields
-    }
-  }
-`);
-
-export const CancelRunDocument = graphql(`
-  mutation CancelRun($runId: ID!) {
-    cancelRun(runId: $runId) {
-      ...RunFields
-    }
-  }
-`);
-
-export const RetryRunDocument = graphql(`
-  mutation RetryRun($runId: ID!) {
-    retryRun(runId: $runId) {
-      ...RunFields
     }
   }
 `);
