@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     # RabbitMQ's management HTTP API, used to create one broker user per machine.
     rabbitmq_management_url: str = "http://guest:guest@127.0.0.1:15672"
+    # The broker address machines connect to (their own user replaces the credentials);
+    # empty means the same host as amqp_url.
+    public_amqp_url: str = ""
     # When false the server runs without a broker (subscriptions fan out in-process only).
     broker_enabled: bool = True
 
@@ -77,6 +80,12 @@ class Settings(BaseSettings):
     latest_cli_version: str = ""
     min_cli_version: str = "0.0.0"
 
+    # How often the sweeper looks for stale machines, stale runtimes and outdated daemons.
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    # Heartbeat ingest: write a batch when it has this many messages or is this old.
+    heartbeat_batch_size: int = Field(default=500, gt=0)
+    heartbeat_batch_seconds: float = Field(default=0.05, gt=0)
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -87,10 +96,10 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
-    @field_validator("amqp_url")
+    @field_validator("amqp_url", "public_amqp_url")
     @classmethod
     def _check_amqp_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("amqp", "amqps"):
+        if value and urlsplit(value).scheme not in ("amqp", "amqps"):
             raise ValueError("must be an amqp:// or amqps:// URL")
         return value
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from taskmachine.server import ServerOptions
+from taskmachine.server import Component, ServerOptions
 from taskmachine.settings import Settings
 
 
 def default_options(settings: Settings) -> ServerOptions:
-    return ServerOptions(migrate_on_start=True, components=[])
+    components: list[Component] = []
+    if settings.broker_enabled:
+        from taskmachine.dispatcher.service import Dispatcher
+
+        components.append(Dispatcher())
+    return ServerOptions(migrate_on_start=True, components=components)

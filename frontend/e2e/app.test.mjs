@@ -95,8 +95,7 @@ test("a second browser sees the board change live, without a reload", async () =
 test("filters narrow the board by priority and assignee", async () => {
   const { page } = owner;
   await page.getByLabel("Filter by priority").selectOption("HIGH");
-  await page.waitForTimeout(1500);
-  console.log("DEBUG", await page.locator("main").innerText());
+  await page.getByTestId("task-count").getByText("1 of 1 tasks").waitFor();
   assert.equal(await page.locator(".card", { hasText: "Fix the login page" }).count(), 0);
   await page.getByRole("button", { name: "Clear filters" }).click();
   await page.getByLabel("Filter by assignee").selectOption(`agent:${agentId}`);

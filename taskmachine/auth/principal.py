@@ -18,7 +18,9 @@ class Principal:
     run_id: uuid.UUID | None = None
     workspace_id: uuid.UUID | None = None
     agent_role: Role | None = None
-    via: str = "session"  # "session" | "token" | "run"
+    # Set for a machine's access token: the daemon acting for its machine, nothing more.
+    machine_id: uuid.UUID | None = None
+    via: str = "session"  # "session" | "token" | "run" | "machine"
 
     @property
     def is_agent(self) -> bool:

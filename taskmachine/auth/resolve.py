@@ -12,13 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskmachine.auth import tokens
 from taskmachine.auth.principal import Principal
 from taskmachine.db import SessionFactory
-from taskmachine.domain import people
+from taskmachine.domain import machines, people
 
 Resolver = Callable[[AsyncSession, tokens.TokenHasher, str], Awaitable[Principal | None]]
 
 RESOLVERS: dict[str, Resolver] = {
     tokens.SESSION_PREFIX: people.principal_for_session,
     tokens.PERSONAL_TOKEN_PREFIX: people.principal_for_api_token,
+    tokens.MACHINE_ACCESS_PREFIX: machines.principal_for_machine_token,
 }
 
 SESSION_COOKIE = "tm_session"

@@ -96,6 +96,13 @@ class MachineConfig(BaseModel):
     # Tool name -> explicit executable, instead of looking it up on PATH.
     runtime_paths: dict[str, Path] = Field(default_factory=dict)
     state_dir: Path = Field(default_factory=_default_state_dir)
+    # Seconds between heartbeats (the server counts a machine online for 30 s after one).
+    heartbeat_interval_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Where `tama update` and update requests install releases from: a package index (pip's
+    # --index-url) and/or a folder or page of wheels (--find-links). Only find-links set means
+    # that folder alone (pip --no-index); neither set means pip's own configuration.
+    update_index_url: str | None = None
+    update_find_links: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -113,6 +120,25 @@ class MachineConfig(BaseModel):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host")
         return value.rstrip("/")
+
+    @field_validator("update_index_url")
+    @classmethod
+    def _check_index_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https", "file") or not (parts.hostname or parts.path):
+            raise ValueError("must be an http://, https:// or file:// URL")
+        return value
+
+    @field_validator("update_find_links")
+    @classmethod
+    def _check_find_links(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if urlsplit(value).scheme in ("http", "https", "file"):
+            return value
+        return str(_absolute(Path(value)))
 
     @field_validator("amqp_url")
     @classmethod

@@ -8,7 +8,13 @@ import uuid
 from taskmachine.domain.errors import BadInput
 
 HANDLE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,63}$")
+# No whitespace, control characters or unpaired surrogates (PostgreSQL refuses NUL outright).
+EMAIL_RE = re.compile(
+    r"^[^@\s\x00-\x1f\x7f\ud800-\udfff]{1,64}@[^@\s\x00-\x1f\x7f\ud800-\udfff]{1,189}"
+    r"\.[^@\s\x00-\x1f\x7f\ud800-\udfff]{1,63}$"
+)
+# JSON can carry "\ud800" alone; no database can store it (UTF-8 cannot encode it).
+SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 
 
 def text(value: str, field: str, *, max_length: int, required: bool = True) -> str:
@@ -17,8 +23,21 @@ def text(value: str, field: str, *, max_length: int, required: bool = True) -> s
         raise BadInput(f"{field} must not be empty", field=field)
     if len(cleaned) > max_length:
         raise BadInput(f"{field} is longer than {max_length} characters", field=field)
-    if "\x00" in cleaned:
+    _storable(cleaned, field)
+    return cleaned
+
+
+def _storable(value: str, field: str) -> None:
+    if "\x00" in value:
         raise BadInput(f"{field} contains a NUL character", field=field)
+    if SURROGATE_RE.search(value):
+        raise BadInput(f"{field} contains an unpaired surrogate", field=field)
+
+
+def needle(value: str, field: str, *, max_length: int = 100) -> str:
+    """A search or filter term: trimmed, cut to max_length, and something a database can bind."""
+    cleaned = value.strip()[:max_length]
+    _storable(cleaned, field)
     return cleaned
 
 

@@ -15,12 +15,13 @@ import strawberry
 
 from taskmachine import models as m
 from taskmachine.domain import access
-from taskmachine.domain.events import board_topic, chat_topic, run_topic, task_topic
+from taskmachine.domain.events import board_topic, chat_topic, machines_topic, run_topic, task_topic
 from taskmachine.domain.lookup import WorkspaceScoped, visible
 from taskmachine.schema.context import Info
 from taskmachine.schema.helpers import need_id
 from taskmachine.schema.scope import event_scope
 from taskmachine.schema.types.enums import TimelineKind
+from taskmachine.schema.types.fleet import Machine
 from taskmachine.schema.types.runs import TranscriptChunk
 from taskmachine.schema.types.talk import ChatMessage, TimelineEvent
 from taskmachine.schema.types.work import Task
@@ -41,7 +42,7 @@ async def _authorize(
 
 
 @strawberry.type
-class Subscription:
+class TaskSubscription:
     @strawberry.subscription(description="Every change to a task on the workspace's board.")
     async def board_changed(
         self, info: Info, workspace_id: strawberry.ID
@@ -124,3 +125,34 @@ class Subscription:
                         row = await session.get(m.ChatMessage, uuid.UUID(payload["message_id"]))
                     if row is not None:
                         yield ChatMessage.of(row)
+
+
+@strawberry.type
+class MachineChange:
+    machine_id: strawberry.ID
+    machine: Machine | None = strawberry.field(description="Null when the machine was removed.")
+
+
+@strawberry.type
+class FleetSubscription:
+    @strawberry.subscription(
+        description="A machine of the workspace came online, went quiet, changed its runtimes, "
+        "was approved or removed."
+    )
+    async def machines_changed(
+        self, info: Info, workspace_id: strawberry.ID
+    ) -> AsyncGenerator[MachineChange]:
+        wid = need_id(workspace_id, "workspaceId")
+        caller = await info.context.require_principal()
+        async with event_scope(info.context.state) as scope, scope.db() as session:
+            await access.require_member(session, caller, wid)
+        async with info.context.state.hub.subscribe(machines_topic(wid)) as queue:
+            while True:
+                payload = await queue.get()
+                async with event_scope(info.context.state) as scope:
+                    async with scope.db() as session:
+                        row = await session.get(m.Machine, uuid.UUID(payload["machine_id"]))
+                    yield MachineChange(
+                        machine_id=strawberry.ID(payload["machine_id"]),
+                        machine=Machine.of(row) if row is not None else None,
+                    )

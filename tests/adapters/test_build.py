@@ -298,3 +298,20 @@ def test_get_adapter() -> None:
     assert get_adapter("codex").executable == "codex"
     with pytest.raises(ValueError, match="no adapter for runtime 'gemini'"):
         get_adapter("gemini")
+
+
+def test_secrets_stay_out_of_reprs(tmp_path: Path) -> None:
+    run_spec = spec(
+        tmp_path,
+        extra_env={"TAMA_RUN_TOKEN": "hunter2-run"},
+        provider_overrides=ProviderOverrides(
+            claude=ClaudeProvider(api_key="hunter2-key"),
+            codex=CodexProvider(base_url="http://127.0.0.1/v1", api_key="hunter2-codex"),
+        ),
+    )
+    invocation = ClaudeAdapter("claude", running_as_root=False).build(run_spec)
+    assert invocation.env["ANTHROPIC_API_KEY"] == "hunter2-key"
+    assert invocation.env["TAMA_RUN_TOKEN"] == "hunter2-run"
+    assert CodexAdapter("codex").build(run_spec).env["TASKMACHINE_CODEX_API_KEY"] == "hunter2-codex"
+    for text in (repr(run_spec), str(run_spec), repr(invocation)):
+        assert "hunter2" not in text

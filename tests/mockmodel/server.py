@@ -8,7 +8,8 @@ It speaks just enough of two provider APIs:
 A test queues turns with `script(...)`: each model request that carries the agent's tools (a
 "main" request) takes the next turn, either a shell tool call or a final text answer. Side
 requests (Claude's title or summary calls, which carry no tools) get a short canned answer and
-leave the script alone. A `Fail` turn answers every request with an HTTP error until used up.
+leave the script alone; a main request finding the script empty gets EXHAUSTED_ANSWER. A `Fail`
+turn answers every request, main or side, with an HTTP error until used up.
 Every request is recorded so tests can assert what the CLI sent (for example, that a resumed
 session replayed the earlier turn's history).
 """
@@ -39,6 +40,8 @@ OUTPUT_TOKENS = 30
 REASONING_TOKENS = 7
 
 SIDE_ANSWER = "Mock side answer"
+# What a main request gets when the script has no turn left (so a test sees it went too far).
+EXHAUSTED_ANSWER = "Mock model: no scripted turn left"
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,13 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
-    # The turn this request consumed (None for side requests and unscripted ones).
+    # The turn this request was answered with (None for side requests).
     turn: Turn | None = None
     status: int = 200
 
     @property
     def scripted(self) -> bool:
+        """It carried the agent's tools and was answered with a tool call or a final answer."""
         return self.turn is not None and not isinstance(self.turn, Fail)
 
     def mentions(self, needle: str) -> bool:
@@ -225,8 +229,8 @@ class MockModelServer:
                 if fail.times <= 0:
                     turns.popleft()
             return fail
-        if main and turns:
-            return turns.popleft()
+        if main:
+            return turns.popleft() if turns else Answer(EXHAUSTED_ANSWER)
         return None
 
     def _record(self, api: Api, request: Request, body: dict[str, Any]) -> RecordedRequest:

@@ -8,6 +8,7 @@ import { SessionGate, useSession } from "./session";
 import { WorkspaceProvider, lastWorkspace, rememberWorkspace } from "./workspace";
 import { Layout } from "./Layout";
 import { Board } from "../views/board/Board";
+import { prefetchBoard } from "../views/board/useBoardTasks";
 import { TaskPage } from "../views/task/TaskPage";
 import { Inbox } from "../views/inbox/Inbox";
 import { Discuss } from "../views/discuss/Discuss";
@@ -16,7 +17,12 @@ import { Machines } from "../views/machines/Machines";
 import { MachineApproval } from "../views/machines/MachineApproval";
 
 export function App() {
-  const client = useMemo(() => createApiClient().urql, []);
+  const client = useMemo(() => {
+    const api = createApiClient().urql;
+    const onBoard = /^\/w\/([0-9a-fA-F-]{36})\/board\/?$/.exec(window.location.pathname);
+    if (onBoard && !window.location.search) prefetchBoard(api, onBoard[1]!);
+    return api;
+  }, []);
   return (
     <ErrorBoundary>
       <Provider value={client}>

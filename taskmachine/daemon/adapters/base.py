@@ -18,9 +18,9 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from taskmachine.wire.transcript import (
     FailureCode,
@@ -73,8 +73,8 @@ class ClaudeProvider(BaseModel):
     # ANTHROPIC_BASE_URL: the API root without /v1 (Claude posts to {base_url}/v1/messages).
     base_url: str | None = None
     # ANTHROPIC_API_KEY (sent as x-api-key) and/or ANTHROPIC_AUTH_TOKEN (sent as Bearer).
-    api_key: str | None = None
-    auth_token: str | None = None
+    api_key: SecretStr | None = None
+    auth_token: SecretStr | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -91,7 +91,7 @@ class CodexProvider(BaseModel):
     base_url: str
     # The environment variable Codex reads the key from; `api_key` (if given) is put there.
     env_key: str = "TASKMACHINE_CODEX_API_KEY"
-    api_key: str | None = None
+    api_key: SecretStr | None = None
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] = "taskmachine"
 
     @field_validator("base_url")
@@ -115,7 +115,7 @@ class ProviderOverrides(BaseModel):
 
     claude: ClaudeProvider | None = None
     codex: CodexProvider | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
 
     @field_validator("env")
     @classmethod
@@ -146,7 +146,7 @@ class AdapterRunSpec(BaseModel):
     # so `tama` could not reach the server). Claude's safe mode has no network sandbox.
     sandbox_network: bool = False
     # Extra environment for the run, e.g. the run token and API URL that `tama` reads.
-    extra_env: dict[str, str] = Field(default_factory=dict)
+    extra_env: dict[str, str] = Field(default_factory=dict, repr=False)
     # The CLI's own config/session directory (CLAUDE_CONFIG_DIR, CODEX_HOME); created if missing.
     # Keep it the same across the turns of a session, or the session cannot be resumed.
     # None: the user's own (~/.claude, ~/.codex), with their login.
@@ -158,7 +158,7 @@ class AdapterRunSpec(BaseModel):
     # resumed run reports its own share of the running totals the CLIs print.
     prior_usage: Usage | None = None
     # The environment to start from (None: the daemon's own).
-    base_env: dict[str, str] | None = None
+    base_env: dict[str, str] | None = Field(default=None, repr=False)
 
     @field_validator("extra_env")
     @classmethod
@@ -186,9 +186,10 @@ class Invocation:
     its stdin (then close it; None means /dev/null)."""
 
     argv: list[str]
-    env: dict[str, str]
+    # Holds credentials: kept out of repr (and so out of logs).
+    env: dict[str, str] = field(repr=False)
     cwd: Path
-    stdin: bytes | None = None
+    stdin: bytes | None = field(default=None, repr=False)
 
 
 class ParsedResult(BaseModel):
@@ -327,8 +328,14 @@ class _LineBuffer:
         return line
 
 
+class ByteStream(Protocol):
+    """What `read_lines` needs: asyncio.StreamReader has it."""
+
+    async def read(self, n: int = -1, /) -> bytes: ...
+
+
 async def read_lines(
-    stream: Any, max_line_bytes: int = MAX_LINE_BYTES, chunk_size: int = 64 * 1024
+    stream: ByteStream, max_line_bytes: int = MAX_LINE_BYTES, chunk_size: int = 64 * 1024
 ) -> AsyncIterator[bytes]:
     """Lines of an asyncio stream (e.g. a subprocess's stdout), without the newline.
 
@@ -337,7 +344,7 @@ async def read_lines(
     """
     buffer = _LineBuffer(max_line_bytes)
     while True:
-        chunk: bytes = await stream.read(chunk_size)
+        chunk = await stream.read(chunk_size)
         if not chunk:
             break
         start = 0

@@ -101,9 +101,9 @@ class ClaudeAdapter(Adapter):
             if provider.base_url:
                 env["ANTHROPIC_BASE_URL"] = provider.base_url
             if provider.api_key:
-                env["ANTHROPIC_API_KEY"] = provider.api_key
+                env["ANTHROPIC_API_KEY"] = provider.api_key.get_secret_value()
             if provider.auth_token:
-                env["ANTHROPIC_AUTH_TOKEN"] = provider.auth_token
+                env["ANTHROPIC_AUTH_TOKEN"] = provider.auth_token.get_secret_value()
         # Set last so neither the daemon's environment nor the run's can turn them off.
         env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
         if spec.max_retries is not None:

@@ -1,9 +1,10 @@
 """Codex: `codex exec --json … -` (prompt on stdin); a follow-up turn is `codex exec resume`.
 
-Permissions: "safe" is the workspace-write sandbox with approvals set to never (the agent may
+Permissions: "safe" is the workspace-write sandbox with approvals set to never: the agent may
 write in the run folder and the temp folders, nowhere else, with no network unless
-`sandbox_network`, and cannot ask to escape); "full_auto" is `--dangerously-bypass-approvals-and-sandbox`. They are given as `-c`
-overrides because `exec resume` has no `--sandbox` flag.
+`sandbox_network`, and cannot ask to escape. "full_auto" is
+`--dangerously-bypass-approvals-and-sandbox`. Safe mode is given as `-c` overrides because
+`exec resume` has no `--sandbox` flag. Commands run in a login shell, which resets PATH.
 
 Always off the network except for the model API: analytics off, plugins off, and no unbounded
 connection retries (else Codex retries forever when the model server is down).
@@ -124,7 +125,7 @@ class CodexAdapter(Adapter):
             argv += ["-c", f"model_provider={_toml_string(provider.name)}"]
             argv += ["-c", f"model_providers.{provider.name}={{{inline}}}"]
             if provider.api_key:
-                env[provider.env_key] = provider.api_key
+                env[provider.env_key] = provider.api_key.get_secret_value()
         if spec.home is not None:
             env["CODEX_HOME"] = str(spec.home)
 

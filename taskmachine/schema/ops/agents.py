@@ -6,7 +6,7 @@ import sqlalchemy as sa
 import strawberry
 
 from taskmachine import models as m
-from taskmachine.domain import agents
+from taskmachine.domain import agents, validate
 from taskmachine.domain.lookup import visible
 from taskmachine.schema.context import Info
 from taskmachine.schema.helpers import db, ident, need_id, principal
@@ -95,7 +95,7 @@ class Query:
         if not (filter and filter.include_archived):
             query = query.where(m.Agent.archived_at.is_(None))
         if filter and filter.search:
-            needle = f"%{filter.search.strip()[:100]}%"
+            needle = f"%{validate.needle(filter.search, 'search')}%"
             query = query.where(sa.or_(m.Agent.name.ilike(needle), m.Agent.handle.ilike(needle)))
         return await page(
             info, query, m.Agent.id, Agent.of, first=first, after=after, workspace_id=wid

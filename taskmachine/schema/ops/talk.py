@@ -120,7 +120,13 @@ class Query:
         caller = await principal(info)
         if caller.user_id is None:
             raise Forbidden("only people have an inbox")
-        query = sa.select(m.InboxItem).where(m.InboxItem.user_id == caller.user_id)
+        query = sa.select(m.InboxItem).where(
+            m.InboxItem.user_id == caller.user_id,
+            # Items from a workspace the person has left stay hidden with the rest of it.
+            m.InboxItem.workspace_id.in_(
+                sa.select(m.Membership.workspace_id).where(m.Membership.user_id == caller.user_id)
+            ),
+        )
         wid = ident(workspace_id, "workspaceId")
         if wid is not None:
             query = query.where(m.InboxItem.workspace_id == wid)

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 import strawberry
 
 from taskmachine import models as m
-from taskmachine.domain import access, projects, tasks
+from taskmachine.domain import access, projects, tasks, validate
 from taskmachine.domain.errors import NotFound
 from taskmachine.domain.lookup import visible
 from taskmachine.schema.context import Info
@@ -58,11 +58,13 @@ def _task_query(wid: object, f: TaskFilter | None) -> sa.Select[m.Task]:
     if f.tag:
         query = query.where(
             m.Task.id.in_(
-                sa.select(m.TaskTag.task_id).where(m.TaskTag.tag == f.tag.strip().lower())
+                sa.select(m.TaskTag.task_id).where(
+                    m.TaskTag.tag == validate.needle(f.tag, "tag").lower()
+                )
             )
         )
     if f.search:
-        query = query.where(m.Task.title.ilike(f"%{f.search.strip()[:100]}%"))
+        query = query.where(m.Task.title.ilike(f"%{validate.needle(f.search, 'search')}%"))
     return query
 
 

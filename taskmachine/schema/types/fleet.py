@@ -9,6 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from taskmachine import models as m
+from taskmachine.domain.machines import update_status as computed_update_status
 from taskmachine.schema.context import Info
 from taskmachine.schema.helpers import loaders
 
@@ -80,7 +81,6 @@ class Machine:
     execution_root: str
     capacity: int
     active_runs: int
-    update_status: str | None
     created_at: datetime
     _row: strawberry.Private[m.Machine]
 
@@ -96,7 +96,6 @@ class Machine:
             execution_root=row.execution_root,
             capacity=row.capacity,
             active_runs=row.active_runs,
-            update_status=row.update_status,
             created_at=row.created_at,
             _row=row,
         )
@@ -104,6 +103,30 @@ class Machine:
     @strawberry.field
     def online(self, info: Info) -> bool:
         return machine_online(self._row, info)
+
+    @strawberry.field(
+        description="CURRENT, OUTDATED, UNSUPPORTED (below the minimum: no new work), QUEUED, "
+        "UPDATING or FAILED."
+    )
+    def update_status(self, info: Info) -> str:
+        return computed_update_status(self._row, info.context.state.settings)
+
+    @strawberry.field(description="What the daemon last said about its update, if anything.")
+    def update_detail(self) -> str | None:
+        return self._row.update_status
+
+    @strawberry.field
+    def latest_cli_version(self, info: Info) -> str | None:
+        return info.context.state.settings.latest_cli_version or None
+
+    @strawberry.field
+    def min_cli_version(self, info: Info) -> str:
+        return info.context.state.settings.min_cli_version
+
+    @strawberry.field(description="Ids of the workspaces this machine serves.")
+    async def workspace_ids(self) -> list[strawberry.ID]:
+        ids = await loaders().workspace_ids_by_machine.load(self._row.id)
+        return [strawberry.ID(str(i)) for i in ids]
 
     @strawberry.field
     async def runtimes(self) -> list[Runtime]:

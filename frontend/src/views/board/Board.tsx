@@ -32,15 +32,19 @@ export function Board() {
     return f;
   }, [params]);
 
+  const board = useBoardTasks(workspace.id, filter);
+  // Filters and editors need these; fetch them once the tasks are in, off the first paint's path.
+  const [optionsWanted, setOptionsWanted] = useState(false);
+  if (!optionsWanted && !board.loading && !board.loadingMore) setOptionsWanted(true);
   const [{ data: optionsData, error: optionsError }] = useQuery({
     query: BoardOptionsDocument,
     variables: { workspaceId: workspace.id },
+    pause: !optionsWanted,
   });
   const options: AssignOptions = useMemo(
     () => (optionsData ? toAssignOptions(optionsData) : NO_OPTIONS),
     [optionsData],
   );
-  const board = useBoardTasks(workspace.id, filter);
   const [editing, setEditing] = useState<{ task?: BoardTask; status?: TaskStatus } | null>(null);
   const canEdit = can("task.edit");
   const onEdit = useCallback((task: BoardTask) => setEditing({ task }), []);

@@ -73,9 +73,9 @@ export const BoardOptionsDocument = graphql(`
 `);
 
 export const BoardTasksDocument = graphql(`
-  query BoardTasks($workspaceId: ID!, $first: Int!, $after: String, $filter: TaskFilter) {
+  query BoardTasks($workspaceId: ID!, $first: Int!, $after: String, $filter: TaskFilter, $withCount: Boolean! = true) {
     tasks(workspaceId: $workspaceId, first: $first, after: $after, filter: $filter) {
-      totalCount
+      totalCount @include(if: $withCount)
       pageInfo {
         hasNextPage
         endCursor

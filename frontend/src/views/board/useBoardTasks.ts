@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { useClient, useSubscription } from "urql";
-import type { OperationResult } from "urql";
+import type { Client, OperationResult } from "urql";
 import type {
   BoardTaskFieldsFragment,
   BoardTasksQuery,
@@ -24,6 +24,28 @@ export interface BoardTasksState {
   reload: () => void;
   /** Puts a task the viewer just created or edited in place without waiting for the live event. */
   upsert: (task: BoardTask) => void;
+}
+
+type BoardPage = OperationResult<BoardTasksQuery>;
+const prefetched = new Map<string, Promise<BoardPage>>();
+
+/**
+ * Starts loading an unfiltered board's first page at once (before the session check finishes),
+ * so that opening the app on a board does not wait for two round trips in a row.
+ */
+export function prefetchBoard(client: Client, workspaceId: string): void {
+  if (prefetched.has(workspaceId)) return;
+  const request = client
+    .query(BoardTasksDocument, { workspaceId, first: BOARD_PAGE_SIZE, after: null, filter: {} }, { requestPolicy: "network-only" })
+    .toPromise();
+  prefetched.set(workspaceId, request);
+}
+
+function takePrefetched(workspaceId: string, filter: TaskFilter): Promise<BoardPage> | null {
+  if (Object.keys(filter).length > 0) return null;
+  const request = prefetched.get(workspaceId) ?? null;
+  prefetched.delete(workspaceId);
+  return request;
 }
 
 /** Whether a task belongs on a board with this filter (so live changes can move it in or out). */
@@ -64,10 +86,12 @@ export function useBoardTasks(workspaceId: string, filter: TaskFilter): BoardTas
       let after: string | null = null;
       let first = true;
       for (;;) {
-        const result: OperationResult<BoardTasksQuery> = await client
+        const early = first ? takePrefetched(workspaceId, currentFilter) : null;
+        const result: BoardPage = early ? await early : await client
           .query(
             BoardTasksDocument,
-            { workspaceId, first: BOARD_PAGE_SIZE, after, filter: currentFilter },
+            // Count once, on the first page: later pages would only repeat it.
+            { workspaceId, first: BOARD_PAGE_SIZE, after, filter: currentFilter, withCount: first },
             { requestPolicy: "network-only" },
           )
           .toPromise();
@@ -80,8 +104,10 @@ export function useBoardTasks(workspaceId: string, filter: TaskFilter): BoardTas
         }
         const connection = result.data.tasks;
         const page = connection.edges.map((edge) => edge.node);
-        setTasks((previous) => (first ? page : mergeTasks(previous, page)));
-        setTotalCount(connection.totalCount);
+        // Decide now: the updater runs later, after `first` has moved on.
+        const replace = first;
+        setTasks((previous) => (replace ? page : mergeTasks(previous, page)));
+        if (connection.totalCount !== undefined && connection.totalCount !== null) setTotalCount(connection.totalCount);
         setLoading(false);
         first = false;
         if (!connection.pageInfo.hasNextPage || !connection.pageInfo.endCursor) break;

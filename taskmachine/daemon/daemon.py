@@ -1,0 +1,168 @@
+"""`tama daemon`: the loops of one connected machine, and how they start and stop.
+
+    BrokerSession   connection as machine-<id>; control consumer       (broker.py, control.py)
+    DetectionLoop   runtime detection, refreshed every interval          (detection_loop.py)
+    HeartbeatLoop   a heartbeat every interval, nothing can delay it     (heartbeat.py)
+    Executor        runs (a stand-in with no runs until the jobs issue)  (executor.py)
+    update task     install a release, report progress, exit 75          (updater.py)
+
+`Daemon.run()` returns the process exit code (see exit_codes): 0 after a stop (Ctrl-C, SIGTERM,
+`request_stop`), RESTART_FOR_UPDATE after an installed update, CREDENTIALS_REFUSED when the
+broker refuses the machine. Stopping drains: the control consumer stops first, then the
+executor finishes its runs, then the heartbeat and detection tasks end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from taskmachine import __version__
+from taskmachine.daemon import exit_codes
+from taskmachine.daemon.broker import BrokerRefusedError, BrokerSession
+from taskmachine.daemon.config import ConfigError, MachineConfig
+from taskmachine.daemon.control import ControlConsumer
+from taskmachine.daemon.detect import RuntimeDetector
+from taskmachine.daemon.detection_loop import DetectionLoop
+from taskmachine.daemon.executor import Executor, IdleExecutor
+from taskmachine.daemon.heartbeat import HeartbeatLoop
+from taskmachine.daemon.updater import UpdateError, install_release
+from taskmachine.wire.control import UpdateRequest
+
+log = logging.getLogger(__name__)
+
+# How long a final heartbeat before exiting may take.
+_FINAL_BEAT_SECONDS = 5.0
+
+
+@dataclass
+class _Ending:
+    code: int
+    message: str
+
+
+class Daemon:
+    def __init__(
+        self,
+        cfg: MachineConfig,
+        *,
+        detector: RuntimeDetector | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        if not cfg.connected or cfg.machine_id is None or cfg.amqp_url is None:
+            raise ConfigError("this machine is not connected yet; run `tama setup` first")
+        self.cfg = cfg
+        self.machine_id = cfg.machine_id
+        interval = cfg.heartbeat_interval_seconds
+        self.executor: Executor = executor or IdleExecutor(cfg.max_concurrency)
+        self.detection = DetectionLoop(
+            detector or RuntimeDetector(runtime_paths=cfg.runtime_paths), interval
+        )
+        self.control = ControlConsumer(executor=self.executor, on_update=self._on_update)
+        self.session = BrokerSession(
+            cfg.amqp_url,
+            str(cfg.machine_id),
+            on_control=self.control.handle,
+            on_connected=self._on_connected,
+        )
+        self.heartbeat = HeartbeatLoop(
+            machine_id=cfg.machine_id,
+            execution_root=cfg.execution_root,
+            interval=interval,
+            session=self.session,
+            detection=self.detection,
+            executor=self.executor,
+        )
+        self._stop = asyncio.Event()
+        self._ending: _Ending | None = None
+        self._update_task: asyncio.Task[None] | None = None
+        # Why the daemon ended (empty after a plain stop); set when run() returns.
+        self.exit_message = ""
+
+    def request_stop(self, code: int = exit_codes.OK, message: str = "") -> None:
+        """End the daemon (drained); the first reason given wins."""
+        if self._ending is None:
+            self._ending = _Ending(code, message)
+        self._stop.set()
+
+    def _on_connected(self) -> None:
+        self.heartbeat.nudge()
+
+    async def _on_update(self, request: UpdateRequest) -> None:
+        if self._update_task is not None and not self._update_task.done():
+            log.info("an update is already in progress; request %s ignored", request.request_id)
+            return
+        self._update_task = asyncio.create_task(self._update(request.target_version))
+
+    async def _update(self, version: str | None) -> None:
+        target = version or "the newest release"
+        if version == __version__:
+            log.info("already on %s; nothing to update", version)
+            self.heartbeat.set_update_status(None)
+            return
+        self.heartbeat.set_update_status(f"updating to {target}")
+        try:
+            # Runs in flight finish first: an update must not kill agents' work.
+            await self.executor.drain()
+            result = await install_release(self.cfg, version)
+        except UpdateError as exc:
+            log.error("update to %s failed: %s", target, exc)
+            self.heartbeat.set_update_status(f"failed: {exc}")
+            return
+        if not result.changed:
+            log.info("already on the newest release (%s)", result.installed)
+            self.heartbeat.set_update_status(None)
+            return
+        self.heartbeat.set_update_status(f"installed {result.installed}; restarting")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_FINAL_BEAT_SECONDS):
+                await self.heartbeat.send_now()
+        self.request_stop(
+            exit_codes.RESTART_FOR_UPDATE,
+            f"updated {result.previous} → {result.installed}; restarting",
+        )
+
+    async def run(self, *, handle_signals: bool = True) -> int:
+        """Run until stopped; the exit code. Installs SIGINT/SIGTERM handlers when asked."""
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, self.request_stop)
+        log.info(
+            "tama %s daemon for machine %s: heartbeat every %g s, execution root %s",
+            __version__,
+            self.machine_id,
+            self.cfg.heartbeat_interval_seconds,
+            self.cfg.execution_root,
+        )
+        detection = asyncio.create_task(self.detection.run(), name="tama-detection")
+        heartbeat = asyncio.create_task(self.heartbeat.run(), name="tama-heartbeat")
+        try:
+            await self.session.run(self._stop)
+        except BrokerRefusedError as exc:
+            self.request_stop(
+                exit_codes.CREDENTIALS_REFUSED, f"{exc}; run `tama setup` again to reconnect"
+            )
+        finally:
+            self._stop.set()
+            await self.executor.drain()
+            for task in (heartbeat, detection, self._update_task):
+                if task is not None and not task.done():
+                    task.cancel()
+            await asyncio.gather(
+                heartbeat, detection, *([self._update_task] if self._update_task else []),
+                return_exceptions=True,
+            )
+            if handle_signals:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
+        ending = self._ending or _Ending(exit_codes.OK, "")
+        if ending.code == exit_codes.OK:
+            log.info("daemon stopped")
+        elif ending.message:
+            log.warning("%s", ending.message)
+        self.exit_message = ending.message
+        return ending.code

@@ -1,0 +1,56 @@
+"""Where runs execute. The jobs consumer and the real executor come in a later issue.
+
+The heartbeat asks the executor for `capacity` and `active_runs`; the control consumer hands it
+cancellations; the daemon drains it on shutdown and before an update. `IdleExecutor` is the
+stand-in until then: it never has runs, so all of that is trivially true.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Protocol
+
+from taskmachine.wire.messages import ActiveRun
+
+log = logging.getLogger(__name__)
+
+
+class Executor(Protocol):
+    @property
+    def capacity(self) -> int:
+        """How many runs this machine takes at once (the heartbeat's `capacity`)."""
+        ...
+
+    def active_runs(self) -> list[ActiveRun]:
+        """The runs executing now (the heartbeat's `active_runs`; the server renews their leases)."""
+        ...
+
+    async def cancel(self, run_id: uuid.UUID, attempt: int) -> bool:
+        """Stop a run (SIGTERM to its group, SIGKILL after the grace); False if it is not here."""
+        ...
+
+    async def drain(self) -> None:
+        """Stop taking runs and wait for the running ones to finish their cleanup."""
+        ...
+
+
+class IdleExecutor:
+    """An executor with no runs: capacity from the config, nothing to cancel or drain."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def active_runs(self) -> list[ActiveRun]:
+        return []
+
+    async def cancel(self, run_id: uuid.UUID, attempt: int) -> bool:
+        log.info("cancel of run %s attempt %d: no such run on this machine", run_id, attempt)
+        return False
+
+    async def drain(self) -> None:
+        return None

@@ -1,0 +1,148 @@
+"""Write a batch of heartbeats in one transaction with a fixed number of statements.
+
+A burst of thousands of heartbeats becomes a handful of bulk statements, so ingest does not
+starve the API of the database. The server's clock stamps `last_heartbeat_at` (a machine's clock
+may be wrong); a runtime no longer reported drops off; new runtimes start disabled.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskmachine.domain.events import emit, machines_topic
+from taskmachine.models import Machine, MachineStatus, MachineWorkspace, Runtime
+from taskmachine.wire.messages import Heartbeat, RuntimeReport
+
+
+def latest_per_machine(heartbeats: Iterable[Heartbeat]) -> dict[uuid.UUID, Heartbeat]:
+    latest: dict[uuid.UUID, Heartbeat] = {}
+    for beat in heartbeats:
+        seen = latest.get(beat.machine_id)
+        if seen is None or (beat.sent_at, beat.seq) >= (seen.sent_at, seen.seq):
+            latest[beat.machine_id] = beat
+    return latest
+
+
+def _capabilities(report: RuntimeReport) -> dict[str, Any]:
+    return {
+        "models": [model.model_dump() for model in report.models],
+        "reason": report.reason,
+    }
+
+
+def _runtime_fields(report: RuntimeReport, now: datetime) -> dict[str, Any]:
+    return {
+        "provider": report.provider,
+        "path": report.path or "",
+        "version": report.version or "",
+        "capabilities": _capabilities(report),
+        "available": report.available,
+        "last_reported_at": now,
+    }
+
+
+async def apply_heartbeats(
+    session: AsyncSession, heartbeats: Iterable[Heartbeat], now: datetime, online_window: float
+) -> set[uuid.UUID]:
+    """Apply the newest heartbeat of each known machine; returns the machines that changed
+    in a way a person would see (came online, new version, runtimes changed)."""
+    latest = latest_per_machine(heartbeats)
+    if not latest:
+        return set()
+    machines = {
+        m.id: m
+        for m in (await session.scalars(sa.select(Machine).where(Machine.id.in_(latest)))).all()
+    }
+    stale_before = now - timedelta(seconds=online_window)
+    changed: set[uuid.UUID] = set()
+    machine_rows: list[dict[str, Any]] = []
+    for machine_id, beat in latest.items():
+        machine = machines.get(machine_id)
+        if machine is None:
+            continue  # removed: its last heartbeats may still be in flight
+        was_online = (
+            machine.status is MachineStatus.ONLINE
+            and machine.last_heartbeat_at is not None
+            and machine.last_heartbeat_at >= stale_before
+        )
+        fields = {
+            "cli_version": beat.cli_version,
+            "execution_root": beat.execution_root,
+            "capacity": beat.capacity,
+            "active_runs": len(beat.active_runs),
+            "update_status": beat.update_status,
+        }
+        if not was_online or any(getattr(machine, k) != v for k, v in fields.items() if k != "active_runs"):
+            changed.add(machine_id)
+        machine_rows.append(
+            {"id": machine_id, "status": MachineStatus.ONLINE, "last_heartbeat_at": now, **fields}
+        )
+    if not machine_rows:
+        return set()
+    # Expire the loaded objects first: the bulk UPDATE below goes around the identity map.
+    for machine in machines.values():
+        session.expunge(machine)
+    await session.execute(sa.update(Machine), machine_rows)
+    changed |= await _apply_runtimes(session, {r["id"]: latest[r["id"]] for r in machine_rows}, now)
+    if changed:
+        links = (
+            await session.execute(
+                sa.select(MachineWorkspace.machine_id, MachineWorkspace.workspace_id).where(
+                    MachineWorkspace.machine_id.in_(changed)
+                )
+            )
+        ).all()
+        for machine_id, workspace_id in links:
+            emit(session, machines_topic(workspace_id), {"machine_id": str(machine_id)})
+    return changed
+
+
+async def _apply_runtimes(
+    session: AsyncSession, beats: dict[uuid.UUID, Heartbeat], now: datetime
+) -> set[uuid.UUID]:
+    existing: dict[tuple[uuid.UUID, str], Runtime] = {
+        (r.machine_id, r.name): r
+        for r in (
+            await session.scalars(sa.select(Runtime).where(Runtime.machine_id.in_(beats)))
+        ).all()
+    }
+    changed: set[uuid.UUID] = set()
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    reported: set[tuple[uuid.UUID, str]] = set()
+    for machine_id, beat in beats.items():
+        for report in beat.runtimes:
+            key = (machine_id, report.name)
+            if key in reported:
+                continue  # a tool named twice: the first report wins
+            reported.add(key)
+            fields = _runtime_fields(report, now)
+            current = existing.get(key)
+            if current is None:
+                inserts.append(
+                    {"machine_id": machine_id, "name": report.name, "enabled": False, **fields}
+                )
+                changed.add(machine_id)
+                continue
+            if any(
+                getattr(current, k) != v for k, v in fields.items() if k != "last_reported_at"
+            ):
+                changed.add(machine_id)
+            updates.append({"id": current.id, **fields})
+    gone = [r.id for key, r in existing.items() if key not in reported]
+    changed |= {r.machine_id for key, r in existing.items() if key not in reported}
+    for runtime in existing.values():
+        session.expunge(runtime)
+    if inserts:
+        await session.execute(sa.insert(Runtime), inserts)
+    if updates:
+        await session.execute(sa.update(Runtime), updates)
+    if gone:
+        await session.execute(sa.delete(Runtime).where(Runtime.id.in_(gone)))
+    return changed

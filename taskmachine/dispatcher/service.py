@@ -1,0 +1,48 @@
+"""The dispatcher as one server component: broker link, event ingest, sweeper."""
+
+from __future__ import annotations
+
+from aio_pika.abc import AbstractChannel
+
+from taskmachine.dispatcher.broker_admin import BrokerAdmin
+from taskmachine.dispatcher.ingest import EventIngest
+from taskmachine.dispatcher.link import BrokerLink
+from taskmachine.dispatcher.sweeper import Sweeper
+from taskmachine.schema.state import AppState
+
+
+class Dispatcher:
+    """Started by the server's lifespan; publishes itself in `state.services`."""
+
+    def __init__(self, *, sweeper: bool = True) -> None:
+        self.run_sweeper = sweeper
+        self.link: BrokerLink | None = None
+        self.ingest: EventIngest | None = None
+        self.sweeper: Sweeper | None = None
+        self._ingest_channel: AbstractChannel | None = None
+
+    async def start(self, state: AppState) -> None:
+        settings = state.settings
+        self.link = BrokerLink(settings.amqp_url, BrokerAdmin.from_settings(settings))
+        await self.link.start()
+        state.services["broker"] = self.link
+        assert self.link.connection is not None
+        # Ingest gets a channel of its own: its prefetch must not throttle publishing.
+        self._ingest_channel = await self.link.connection.channel()
+        await self._ingest_channel.set_qos(prefetch_count=settings.heartbeat_batch_size * 2)
+        queue = await self._ingest_channel.get_queue(self.link.topology.server_events.name, ensure=False)
+        self.ingest = EventIngest(settings, state.session_factory, state.metrics)
+        state.services["ingest"] = self.ingest
+        await self.ingest.start(queue)
+        self.sweeper = Sweeper(settings, state.session_factory)
+        state.services["sweeper"] = self.sweeper
+        if self.run_sweeper:
+            await self.sweeper.start()
+
+    async def stop(self) -> None:
+        if self.sweeper is not None:
+            await self.sweeper.stop()
+        if self.ingest is not None:
+            await self.ingest.stop()
+        if self.link is not None:
+            await self.link.stop()

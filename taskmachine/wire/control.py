@@ -1,0 +1,42 @@
+"""Messages the server sends to one machine's control queue (`tama.machine.<id>.control`)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from taskmachine.wire.errors import WireError
+from taskmachine.wire.messages import WireMessage
+
+
+class UpdateRequest(WireMessage):
+    """Install this tama version (or the newest) and restart."""
+
+    v: int = 1
+    kind: Literal["update"] = "update"
+    request_id: uuid.UUID
+    target_version: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+
+
+class CancelRun(WireMessage):
+    """Stop a run now: SIGTERM to its process group, SIGKILL after the grace period."""
+
+    v: int = 1
+    kind: Literal["cancel"] = "cancel"
+    run_id: uuid.UUID
+    attempt: int = Field(ge=1)
+
+
+ControlMessage = Annotated[UpdateRequest | CancelRun, Field(discriminator="kind")]
+_adapter: TypeAdapter[UpdateRequest | CancelRun] = TypeAdapter(ControlMessage)
+
+
+def parse_control(body: bytes) -> UpdateRequest | CancelRun:
+    try:
+        return _adapter.validate_json(body, strict=True)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise WireError(f"control message: {where}: {first['msg']}") from None
