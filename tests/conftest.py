@@ -207,3 +207,64 @@ async def server(settings: Settings) -> AsyncIterator[RunningServer]:
 @pytest.fixture
 def hasher(settings: Settings) -> TokenHasher:
     return TokenHasher(load_pepper(settings))
+
+
+# -- broker-backed servers ------------------------------------------------------------------
+
+
+def _management() -> tuple[str, tuple[str, str]]:
+    from urllib.parse import urlsplit, urlunsplit
+
+    base = Settings().rabbitmq_management_url
+    parts = urlsplit(base)
+    api = urlunsplit((parts.scheme, f"{parts.hostname}:{parts.port or 15672}", "/api", "", ""))
+    return api, (parts.username or "guest", parts.password or "guest")
+
+
+@pytest.fixture
+async def broker_vhost() -> AsyncIterator[str]:
+    """A throw-away RabbitMQ vhost: this test's server sees only its own queues and events."""
+    from urllib.parse import quote
+
+    api, auth = _management()
+    name = f"tama-test-{uuid.uuid4().hex[:10]}"
+    async with httpx.AsyncClient(base_url=api, auth=auth, timeout=10) as client:
+        try:
+            created = await client.put(f"/vhosts/{quote(name, safe='')}")
+        except httpx.HTTPError as exc:
+            pytest.fail(f"RabbitMQ management API at {api} is down ({exc}): run scripts/ensure-services")
+        assert created.status_code in (201, 204), created.text
+        granted = await client.put(
+            f"/permissions/{quote(name, safe='')}/{auth[0]}",
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        )
+        assert granted.status_code in (201, 204), granted.text
+        try:
+            yield name
+        finally:
+            await client.delete(f"/vhosts/{quote(name, safe='')}")
+
+
+@pytest.fixture
+def broker_settings(settings: Settings, broker_vhost: str) -> Settings:
+    from urllib.parse import quote
+
+    return settings.model_copy(
+        update={
+            "broker_enabled": True,
+            "amqp_url": f"amqp://guest:guest@127.0.0.1:5672/{quote(broker_vhost, safe='')}",
+            "sweep_interval_seconds": 0.2,
+        }
+    )
+
+
+@pytest.fixture
+async def machine_server(broker_settings: Settings) -> AsyncIterator[RunningServer]:
+    """A server with the dispatcher (broker link, heartbeat ingest, sweeper) in its own vhost."""
+    from taskmachine.dispatcher.service import Dispatcher
+
+    running = await start_server(
+        broker_settings, ServerOptions(migrate_on_start=False, components=[Dispatcher()])
+    )
+    yield running
+    await stop_server(running)

@@ -8,8 +8,9 @@
 
 `Daemon.run()` returns the process exit code (see exit_codes): 0 after a stop (Ctrl-C, SIGTERM,
 `request_stop`), RESTART_FOR_UPDATE after an installed update, CREDENTIALS_REFUSED when the
-broker refuses the machine. Stopping drains: the control consumer stops first, then the
-executor finishes its runs, then the heartbeat and detection tasks end.
+broker refuses the machine. Stopping drains: the executor finishes its runs while heartbeats go
+on (they renew the runs' leases), then the heartbeat and detection tasks end, and the broker
+connection closes last.
 """
 
 from __future__ import annotations
@@ -138,24 +139,39 @@ class Daemon:
             self.cfg.heartbeat_interval_seconds,
             self.cfg.execution_root,
         )
+        disconnect = asyncio.Event()
         detection = asyncio.create_task(self.detection.run(), name="tama-detection")
         heartbeat = asyncio.create_task(self.heartbeat.run(), name="tama-heartbeat")
+        session = asyncio.create_task(self.session.run(disconnect), name="tama-broker")
+        stopping = asyncio.create_task(self._stop.wait())
         try:
-            await self.session.run(self._stop)
-        except BrokerRefusedError as exc:
-            self.request_stop(
-                exit_codes.CREDENTIALS_REFUSED, f"{exc}; run `tama setup` again to reconnect"
-            )
+            await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if session.done():
+                error = session.exception()
+                if isinstance(error, BrokerRefusedError):
+                    self.request_stop(
+                        exit_codes.CREDENTIALS_REFUSED,
+                        f"{error}; run `tama setup` again to reconnect",
+                    )
+                elif error is not None:
+                    raise error
+            # Drain in order: runs finish while heartbeats still renew their leases, then the
+            # loops end, and the connection closes last.
+            await self.executor.drain()
         finally:
             self._stop.set()
-            await self.executor.drain()
-            for task in (heartbeat, detection, self._update_task):
+            for task in (heartbeat, detection, self._update_task, stopping):
                 if task is not None and not task.done():
                     task.cancel()
             await asyncio.gather(
-                heartbeat, detection, *([self._update_task] if self._update_task else []),
+                heartbeat,
+                detection,
+                stopping,
+                *([self._update_task] if self._update_task else []),
                 return_exceptions=True,
             )
+            disconnect.set()
+            await asyncio.gather(session, return_exceptions=True)
             if handle_signals:
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(signum)

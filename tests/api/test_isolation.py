@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from gql import GraphQLRequest, gql
 from gql.transport.exceptions import TransportQueryError
@@ -37,13 +40,17 @@ from graphql import (
 from graphql import build_schema as parse_sdl
 
 from taskmachine import models as m
+from taskmachine.auth import tokens
 from taskmachine.auth.principal import Principal
+from taskmachine.dispatcher.broker_admin import BrokerAdmin
+from taskmachine.dispatcher.service import Dispatcher
 from taskmachine.domain import agents, chats, comments, people, projects, tasks, workspaces
 from taskmachine.schema.pagination import encode_cursor
 from taskmachine.schema.root import build_schema
+from taskmachine.server import ServerOptions
 from taskmachine.settings import Settings
 from tests.api.gqlclient import ws_session
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, start_server, stop_server
 
 ALICE, CAROL = "alice@alpha.example", "carol@alpha.example"
 BOB, DAVE = "bob@bravo.example", "dave@bravo.example"
@@ -150,6 +157,12 @@ PROBES: dict[str, list[Probe]] = {
         Probe("transcript", {"runId": b("run")}),
         Probe("machines", {"workspaceId": b("ws")}),
         Probe("machine", {"id": b("machine")}),
+        # A machine serving A and B shows alice only A's side of it.
+        Probe("machines", {"workspaceId": a("ws")}, None, lambda v: _eq(v["totalCount"], 2)),
+        Probe("machine", {"id": a("shared")}, None),
+        Probe("runtimes", {"workspaceId": b("ws")}),
+        Probe("thisMachine", {}, "FORBIDDEN"),  # a person's token is not a machine's
+        Probe("machineApproval", {"code": b("approved_code")}),
     ],
     M: [
         # Always true, so that addresses cannot be probed.
@@ -262,6 +275,39 @@ PROBES: dict[str, list[Probe]] = {
         Probe("sendChatMessage", {"chatId": b("chat"), "body": "probe"}),
         Probe("updateInboxItem", {"id": b("inbox"), "read": True, "resolved": True}),
         Probe("updateInboxItem", {"id": b("alice_inbox"), "read": True}, twin=None),
+        Probe("requestMachineApproval", {"input": {"name": "probe box"}}, None),
+        # Whoever holds a poll token is the machine; after the hand-off it yields nothing more.
+        Probe(
+            "pollMachineApproval",
+            {"pollToken": b("poll_token")},
+            None,
+            lambda v: _eq(
+                v, {"__typename": "MachineApprovalPoll", "status": "APPROVED", "credentials": None}
+            ),
+        ),
+        Probe(
+            "refreshMachineToken",
+            {"refreshToken": b("access_token")},
+            "UNAUTHENTICATED",
+            twin="UNAUTHENTICATED",
+        ),
+        Probe("approveMachine", {"code": a("pending_code"), "workspaceIds": [b("ws")]}),
+        # All or nothing: A's half of the approval does not happen either.
+        Probe(
+            "approveMachine",
+            {"code": a("pending_code"), "workspaceIds": [a("ws"), b("ws")]},
+            twin=None,
+        ),
+        Probe(
+            "approveMachine",
+            {"code": b("approved_code"), "workspaceIds": [a("ws")]},
+            twin="CONFLICT",
+        ),
+        Probe("denyMachine", {"code": b("approved_code")}, twin="CONFLICT"),
+        Probe("setRuntimeEnabled", {"runtimeId": b("runtime"), "enabled": False}),
+        Probe("requestMachineUpdate", {"machineId": b("machine")}),
+        # Last: its twin removes A's machine, which earlier twins use.
+        Probe("removeMachine", {"machineId": b("machine")}),
     ],
     # A subscription that starts would wait for events, so twins are not run for these.
     S: [
@@ -269,6 +315,7 @@ PROBES: dict[str, list[Probe]] = {
         Probe("taskTimeline", {"taskId": b("task")}, twin=None),
         Probe("runTranscript", {"runId": b("run")}, twin=None),
         Probe("chatMessages", {"chatId": b("chat")}, twin=None),
+        Probe("machinesChanged", {"workspaceId": b("ws")}, twin=None),
     ],
 }
 
@@ -422,6 +469,34 @@ async def populate(server: RunningServer, owner_email: str, member_email: str, m
         s.add(machine)
         await s.flush()
         s.add(m.MachineWorkspace(machine_id=machine.id, workspace_id=ws.id))
+        await server.state.services["broker"].create_machine(
+            str(machine.id), secrets.token_urlsafe()
+        )
+        secret = {kind: tokens.new_secret(f"tm_{kind}_") for kind in ("poll", "access", "refresh")}
+        codes = {status: secrets.token_hex(4).upper() for status in ("approved", "pending")}
+        for status, code in codes.items():
+            s.add(
+                m.MachineApproval(
+                    poll_token_hash=server.state.hasher.hash(secret["poll"] + status),
+                    user_code=code,
+                    name=f"{mark} laptop",
+                    hostname=f"{mark}.local",
+                    status=m.ApprovalStatus(status),
+                    expires_at=m.utcnow() + timedelta(minutes=10),
+                    machine_id=machine.id if status == "approved" else None,
+                    decided_by_user_id=owner.id if status == "approved" else None,
+                    handoff={"delivered_at": mark} if status == "approved" else None,
+                )
+            )
+        for kind in ("access", "refresh"):
+            s.add(
+                m.MachineToken(
+                    machine_id=machine.id,
+                    kind=kind,
+                    token_hash=server.state.hasher.hash(secret[kind]),
+                    expires_at=m.utcnow() + timedelta(hours=1),
+                )
+            )
         runtime = m.Runtime(
             machine_id=machine.id,
             name="claude",
@@ -536,6 +611,10 @@ async def populate(server: RunningServer, owner_email: str, member_email: str, m
             "run": str(run.id),
             "inbox": str(inbox.id),
             "api_token": str(spare.id),
+            "approved_code": codes["approved"],
+            "pending_code": codes["pending"],
+            "poll_token": secret["poll"] + "approved",
+            "access_token": secret["access"],
         }
         await s.commit()
     return world
@@ -562,9 +641,48 @@ async def leave_alice_an_inbox_item_in_b(server: RunningServer, alpha: World, br
         await s.commit()
 
 
+async def share_a_machine(server: RunningServer, alpha: World, bravo: World) -> None:
+    """A machine approved into both workspaces, by someone who manages machines in both."""
+    async with server.state.session_factory() as s:
+        machine = m.Machine(name="shared box", hostname="shared.local", cli_version="1.0.0")
+        s.add(machine)
+        await s.flush()
+        for world in (alpha, bravo):
+            s.add(
+                m.MachineWorkspace(machine_id=machine.id, workspace_id=uuid.UUID(world.refs["ws"]))
+            )
+        alpha.refs["shared"] = str(machine.id)
+        await s.commit()
+
+
+@pytest.fixture
+async def fleet_server(broker_settings: Settings) -> AsyncIterator[RunningServer]:
+    """A server with its broker link (approving and updating machines need one) and no
+    sweeper: while B's rows are compared, nothing but the caller may change them."""
+    running = await start_server(
+        broker_settings,
+        ServerOptions(migrate_on_start=False, components=[Dispatcher(sweeper=False)]),
+    )
+    try:
+        yield running
+    finally:
+        # Machine users are global to the broker; the queues go with the test's vhost.
+        async with running.state.session_factory() as s:
+            machine_ids = (await s.scalars(sa.select(m.Machine.id))).all()
+        async with BrokerAdmin.from_settings(broker_settings) as admin:
+            for machine_id in machine_ids:
+                await admin.remove_machine_user(str(machine_id))
+        await stop_server(running)
+
+
 # -- B's rows, before and after ----------------------------------------------------------------
 
 Rows = dict[str, list[tuple[Any, ...]]]
+# Where each table keeps its own id (None for link tables, which have none).
+ID_COLUMN = {
+    t.name: (list(t.c.keys()).index("id") if "id" in t.c else None)
+    for t in m.Base.metadata.sorted_tables
+}
 
 
 async def all_rows(server: RunningServer) -> Rows:
@@ -593,10 +711,10 @@ def closure(everything: Rows, seeds: set[str]) -> set[str]:
     ids = set(seeds)
     while True:
         found = {
-            str(row[0])
-            for rows in rows_of(everything, ids).values()
+            str(row[index])
+            for name, rows in rows_of(everything, ids).items()
+            if (index := ID_COLUMN[name]) is not None
             for row in rows
-            if isinstance(row[0], uuid.UUID)
         }
         if found <= ids:
             return ids
@@ -682,18 +800,28 @@ async def subscribe_once(session: Any, text: str, variables: dict[str, Any]) -> 
         return {"data": "the subscription started and is waiting for B's events"}
 
 
-async def test_alice_cannot_see_or_touch_workspace_b(server: RunningServer) -> None:
+def _is_id(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+async def test_alice_cannot_see_or_touch_workspace_b(fleet_server: RunningServer) -> None:
+    server = fleet_server
     alpha = await populate(server, ALICE, CAROL, "alpha-mark")
     bravo = await populate(server, BOB, DAVE, B_MARK)
     await leave_alice_an_inbox_item_in_b(server, alpha, bravo)
+    await share_a_machine(server, alpha, bravo)
     worlds = {"A": alpha, "B": bravo}
 
     before_all = await all_rows(server)
-    b_ids = closure(before_all, {v for k, v in bravo.refs.items() if k != "slug"})
+    b_ids = closure(before_all, {v for v in bravo.refs.values() if _is_id(v)})
     before = rows_of(before_all, b_ids)
     assert sum(len(rows) for rows in before.values()) > 30, "B was not populated"
-    secrets = b_ids | {encode_cursor(uuid.UUID(i)) for i in b_ids} | {B_MARK, BOB, DAVE}
-    judge = Judge(secrets)
+    b_secrets = {v for v in bravo.refs.values() if not _is_id(v)} | {B_MARK, BOB, DAVE}
+    judge = Judge(b_ids | {encode_cursor(uuid.UUID(i)) for i in b_ids} | b_secrets)
 
     for kind in (Q, M):
         for probe in PROBES[kind]:

@@ -1,10 +1,10 @@
-import { useMemo } from "react";
+import { useMemo, useState } from "react";
 import { BrowserRouter, Navigate, Route, Routes, useParams } from "react-router";
 import { Provider } from "urql";
 import { createApiClient } from "../lib/client";
 import { ErrorBoundary } from "../components/ErrorBoundary";
 import { EmptyState } from "../components/EmptyState";
-import { SessionGate, useSession } from "./session";
+import { SessionGate, takeReturnPath, useSession } from "./session";
 import { WorkspaceProvider, lastWorkspace, rememberWorkspace } from "./workspace";
 import { Layout } from "./Layout";
 import { Board } from "../views/board/Board";
@@ -49,6 +49,8 @@ export function AppRoutes() {
 
 function Home() {
   const { workspaces } = useSession();
+  const [returnTo] = useState(takeReturnPath);
+  if (returnTo) return <Navigate to={returnTo} replace />;
   const remembered = lastWorkspace();
   const target = workspaces.find((w) => w.id === remembered) ?? workspaces[0];
   if (!target) {

@@ -47,7 +47,10 @@ export function SessionGate({ children }: { children: ReactNode }) {
     [data],
   );
   if (fetching && !data) return <Loading label="Signing you in…" />;
-  if (hasCode(error, "UNAUTHENTICATED")) return <SignIn />;
+  if (hasCode(error, "UNAUTHENTICATED")) {
+    rememberReturnPath();
+    return <SignIn />;
+  }
   if (error && !session) {
     return (
       <div className="page">
@@ -66,4 +69,28 @@ export async function signOut(): Promise<void> {
     throw new Error(`Sign-out failed (HTTP ${response.status}).`);
   }
   window.location.assign("/");
+}
+
+const RETURN_KEY = "taskmachine.returnTo";
+
+/** Where a signed-out visitor was going (e.g. the machine approval page), for after sign-in. */
+function rememberReturnPath(): void {
+  const path = window.location.pathname + window.location.search;
+  if (path === "/" || path.startsWith("/auth/")) return;
+  try {
+    localStorage.setItem(RETURN_KEY, path);
+  } catch {
+    // Storage unavailable: the visitor lands on the board instead.
+  }
+}
+
+/** The remembered path, once: reading it forgets it. */
+export function takeReturnPath(): string | null {
+  try {
+    const path = localStorage.getItem(RETURN_KEY);
+    localStorage.removeItem(RETURN_KEY);
+    return path && path.startsWith("/") && !path.startsWith("//") ? path : null;
+  } catch {
+    return null;
+  }
 }

@@ -150,7 +150,7 @@ class Query:
 
     @strawberry.field(description="The machine whose access token makes this request (tama status).")
     async def this_machine(self, info: Info) -> Machine:
-        caller = await principal(info)
+        caller = await principal(info, machine=True)
         if caller.machine_id is None:
             raise Forbidden("only a machine's own access token can ask this")
         async with db() as session:

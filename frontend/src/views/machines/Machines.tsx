@@ -1,14 +1,21 @@
-import { useEffect } from "react";
-import { useQuery } from "urql";
-import type { MachinesQuery } from "../../gql/graphql";
-import { useWorkspace } from "../../app/workspace";
+import { useEffect, useState } from "react";
+import { useMutation, useQuery, useSubscription } from "urql";
+import type { MachineFieldsFragment } from "../../gql/graphql";
+import { Can, useWorkspace } from "../../app/workspace";
 import { EmptyState } from "../../components/EmptyState";
 import { ErrorMessage } from "../../components/ErrorMessage";
 import { Loading } from "../../components/Loading";
 import { formatAgo, formatTime } from "../../lib/format";
-import { MachinesDocument } from "./queries";
+import {
+  MachinesChangedDocument,
+  MachinesDocument,
+  RemoveMachineDocument,
+  RequestMachineUpdateDocument,
+  SetRuntimeEnabledDocument,
+} from "./queries";
+import { canRequestUpdate, updateBadge } from "./updateStatus";
 
-type Machine = MachinesQuery["machines"]["edges"][number]["node"];
+type Machine = MachineFieldsFragment;
 type Runtime = Machine["runtimes"][number];
 
 /** Machines in the workspace: online state, CLI version and updates, runtimes, execution root. */
@@ -18,7 +25,13 @@ export function Machines() {
     query: MachinesDocument,
     variables: { workspaceId: workspace.id },
   });
-  // Online is a 30 s freshness rule: poll so the page follows heartbeats without a reload.
+  const reload = () => refetch({ requestPolicy: "network-only" });
+  // Changes (heartbeats bringing runtimes, updates, removals) arrive live; going offline is the
+  // absence of heartbeats, so a slow poll also re-reads the 30 s freshness rule.
+  const [live] = useSubscription({ query: MachinesChangedDocument, variables: { workspaceId: workspace.id } });
+  useEffect(() => {
+    if (live.data) reload();
+  }, [live.data]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => {
     const timer = setInterval(() => refetch({ requestPolicy: "network-only" }), 10_000);
     return () => clearInterval(timer);
@@ -31,7 +44,7 @@ export function Machines() {
       <div className="page__header">
         <h1 id="machines-title">Machines</h1>
       </div>
-      {error && <ErrorMessage error={error} onRetry={() => refetch({ requestPolicy: "network-only" })} />}
+      {error && <ErrorMessage error={error} onRetry={reload} />}
       {machines.length === 0 && !error ? (
         <EmptyState title="No machines yet">
           Run <code>tama setup</code> on a computer to connect it to this workspace.
@@ -39,7 +52,7 @@ export function Machines() {
       ) : (
         <ul className="list">
           {machines.map((machine) => (
-            <MachineCard key={machine.id} machine={machine} />
+            <MachineCard key={machine.id} machine={machine} onChanged={reload} />
           ))}
         </ul>
       )}
@@ -47,7 +60,11 @@ export function Machines() {
   );
 }
 
-function MachineCard({ machine }: { machine: Machine }) {
+function MachineCard({ machine, onChanged }: { machine: Machine; onChanged: () => void }) {
+  const [update, requestUpdate] = useMutation(RequestMachineUpdateDocument);
+  const [removal, remove] = useMutation(RemoveMachineDocument);
+  const [confirming, setConfirming] = useState(false);
+  const badge = updateBadge(machine.updateStatus);
   return (
     <li className="panel" data-machine-id={machine.id} aria-label={`Machine ${machine.name}`}>
       <div className="page__header">
@@ -68,8 +85,16 @@ function MachineCard({ machine }: { machine: Machine }) {
         </dd>
         <dt>CLI version</dt>
         <dd>
-          {machine.cliVersion || "unknown"}{" "}
-          {machine.updateStatus && <span className="badge badge--warn">Update {machine.updateStatus}</span>}
+          {machine.cliVersion || "unknown"}
+          {machine.latestCliVersion && machine.latestCliVersion !== machine.cliVersion && (
+            <span className="muted"> (latest {machine.latestCliVersion})</span>
+          )}{" "}
+          {badge && (
+            <span className={`badge badge--${badge.tone}`} data-testid="update-badge">
+              {badge.label}
+            </span>
+          )}
+          {machine.updateDetail && <div className="muted">{machine.updateDetail}</div>}
         </dd>
         <dt>Runs</dt>
         <dd>
@@ -86,15 +111,58 @@ function MachineCard({ machine }: { machine: Machine }) {
       ) : (
         <ul className="list">
           {machine.runtimes.map((runtime) => (
-            <RuntimeRow key={runtime.id} runtime={runtime} />
+            <RuntimeRow key={runtime.id} runtime={runtime} onChanged={onChanged} />
           ))}
         </ul>
       )}
+      {(update.error || removal.error) && <ErrorMessage error={update.error ?? removal.error} compact />}
+      <Can permission="machine.manage">
+        <div className="form__actions">
+          {canRequestUpdate(machine.updateStatus) && (
+            <button
+              type="button"
+              className="button"
+              disabled={update.fetching}
+              onClick={async () => {
+                const result = await requestUpdate({ machineId: machine.id });
+                if (!result.error) onChanged();
+              }}
+            >
+              {update.fetching ? "Queueing update…" : "Update now"}
+            </button>
+          )}
+          {confirming ? (
+            <>
+              <span>Remove {machine.name} and its runtimes?</span>
+              <button type="button" className="button" onClick={() => setConfirming(false)}>
+                Keep
+              </button>
+              <button
+                type="button"
+                className="button button--danger"
+                disabled={removal.fetching}
+                onClick={async () => {
+                  const result = await remove({ machineId: machine.id });
+                  if (!result.error) onChanged();
+                }}
+              >
+                {removal.fetching ? "Removing…" : "Remove machine"}
+              </button>
+            </>
+          ) : (
+            <button type="button" className="button button--danger" onClick={() => setConfirming(true)}>
+              Remove…
+            </button>
+          )}
+        </div>
+      </Can>
     </li>
   );
 }
 
-function RuntimeRow({ runtime }: { runtime: Runtime }) {
+function RuntimeRow({ runtime, onChanged }: { runtime: Runtime; onChanged: () => void }) {
+  const { can } = useWorkspace();
+  const [{ fetching, error }, setEnabled] = useMutation(SetRuntimeEnabledDocument);
   return (
     <li className="runtime" data-runtime-id={runtime.id}>
       <div className="page__header">
@@ -102,14 +170,31 @@ function RuntimeRow({ runtime }: { runtime: Runtime }) {
         <span className="muted">
           {runtime.version} · {runtime.provider}
         </span>
-        <span className={runtime.ready ? "badge badge--ok" : "badge"}>
+        <span className={runtime.ready ? "badge badge--ok" : "badge"} data-testid="runtime-ready">
           {runtime.ready ? "Ready" : runtime.available ? "Not ready" : "Missing"}
         </span>
-        <span className="muted" data-testid="runtime-enabled">
-          {runtime.enabled ? "Enabled for agents" : "Not enabled for agents"}
-        </span>
+        {can("runtime.manage") ? (
+          <label className="switch">
+            <input
+              type="checkbox"
+              role="switch"
+              checked={runtime.enabled}
+              disabled={fetching}
+              onChange={async (e) => {
+                const result = await setEnabled({ runtimeId: runtime.id, enabled: e.target.checked });
+                if (!result.error) onChanged();
+              }}
+            />
+            Enabled for agents
+          </label>
+        ) : (
+          <span className="muted" data-testid="runtime-enabled">
+            {runtime.enabled ? "Enabled for agents" : "Not enabled for agents"}
+          </span>
+        )}
       </div>
       <code className="muted">{runtime.path}</code>
+      {error && <ErrorMessage error={error} compact />}
     </li>
   );
 }
