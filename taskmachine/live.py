@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from taskmachine.domain.events import PENDING_KEY
+from taskmachine.domain.events import KICK_KEY, PENDING_KEY
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ class LiveHub:
         self._connection: AbstractRobustConnection | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._pump: asyncio.Task[None] | None = None
+        # In-process workers woken after a commit that concerns them ("dispatch", "relay"…).
+        self.kicks: dict[str, asyncio.Event] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -67,12 +69,21 @@ class LiveHub:
         def after_commit(session: Session) -> None:
             for item in session.info.pop(PENDING_KEY, []):
                 self._outgoing.put_nowait(item)
+            for name in session.info.pop(KICK_KEY, ()):
+                self.kick(name)
 
         def after_rollback(session: Session) -> None:
             session.info.pop(PENDING_KEY, None)
+            session.info.pop(KICK_KEY, None)
 
         event.listen(session_class, "after_commit", after_commit)
         event.listen(session_class, "after_soft_rollback", lambda s, _t: after_rollback(s))
+
+    def kick(self, name: str) -> None:
+        self.kicks.setdefault(name, asyncio.Event()).set()
+
+    def kick_event(self, name: str) -> asyncio.Event:
+        return self.kicks.setdefault(name, asyncio.Event())
 
     # -- publishing ------------------------------------------------------------------------
 

@@ -95,13 +95,13 @@ test("a second browser sees the board change live, without a reload", async () =
 test("filters narrow the board by priority and assignee", async () => {
   const { page } = owner;
   await page.getByLabel("Filter by priority").selectOption("HIGH");
-  await page.getByTestId("task-count").getByText("1 of 1 tasks").waitFor();
+  await page.getByTestId("task-count").getByText("1 of 1 tasks", { exact: true }).waitFor();
   assert.equal(await page.locator(".card", { hasText: "Fix the login page" }).count(), 0);
   await page.getByRole("button", { name: "Clear filters" }).click();
   await page.getByLabel("Filter by assignee").selectOption(`agent:${agentId}`);
-  await page.getByTestId("task-count").getByText("1 of 1 tasks").waitFor();
+  await page.getByTestId("task-count").getByText("1 of 1 tasks", { exact: true }).waitFor();
   await page.getByRole("button", { name: "Clear filters" }).click();
-  await page.getByTestId("task-count").getByText("2 of 2 tasks").waitFor();
+  await page.getByTestId("task-count").getByText("2 of 2 tasks", { exact: true }).waitFor();
 });
 
 test("the task page shows the timeline; a comment tagging the agent appears in it", async () => {
@@ -137,6 +137,35 @@ test("every main view renders readably (screenshots)", async () => {
   }
   await page.goto(`/w/${workspaceId}/machines`);
   await page.getByText("No machines yet").waitFor();
+});
+
+test("Discuss: start a chat with an agent and send a turn", async () => {
+  const { page } = owner;
+  await page.goto(`/w/${workspaceId}/discuss`);
+  await page.getByLabel("Chat with").selectOption(agentId);
+  await page.getByRole("button", { name: "New chat" }).click();
+  await page.waitForURL(`**/w/${workspaceId}/discuss/*`);
+  const box = page.getByRole("textbox", { name: "Message" });
+  await box.fill("What should we build first?");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator(".bubble--user", { hasText: "What should we build first?" }).waitFor();
+  await screenshot(page, "06-discuss-chat");
+});
+
+test("the task dialog works from the keyboard: opens, traps focus, closes on Escape", async () => {
+  const { page } = owner;
+  await page.goto(`/w/${workspaceId}/board`);
+  const button = page.getByRole("button", { name: "New task" });
+  await button.focus();
+  await page.keyboard.press("Enter");
+  const dialog = page.getByRole("dialog");
+  await dialog.waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.closest("[role=dialog]") !== null), true);
+  for (let i = 0; i < 12; i++) await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement?.closest("[role=dialog]") !== null), true, "focus stays in the dialog");
+  await page.keyboard.press("Escape");
+  await dialog.waitFor({ state: "detached" });
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), "New task", "focus returns to the button");
 });
 
 test("an agent profile can be edited and saved", async () => {

@@ -33,7 +33,7 @@ async function freePort() {
 }
 
 /** A running server with its own SQLite database; `stop()` ends it and removes the data. */
-export async function startServer() {
+export async function startServer({ broker = false } = {}) {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), "tm-e2e-"));
   const env = {
@@ -42,7 +42,7 @@ export async function startServer() {
     TASKMACHINE_PORT: String(port),
     TASKMACHINE_HOST: "127.0.0.1",
     TASKMACHINE_PUBLIC_URL: `http://127.0.0.1:${port}`,
-    TASKMACHINE_BROKER_ENABLED: "false",
+    TASKMACHINE_BROKER_ENABLED: broker ? "true" : "false",
     TASKMACHINE_LOG_LEVEL: "WARNING",
   };
   const child = spawn(join(VENV_BIN, "taskmachine"), ["serve"], { env, stdio: ["ignore", "pipe", "pipe"] });

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskmachine.auth import tokens
 from taskmachine.auth.principal import Principal
 from taskmachine.db import SessionFactory
-from taskmachine.domain import machines, people
+from taskmachine.domain import machines, people, runs
 
 Resolver = Callable[[AsyncSession, tokens.TokenHasher, str], Awaitable[Principal | None]]
 
@@ -20,6 +20,7 @@ RESOLVERS: dict[str, Resolver] = {
     tokens.SESSION_PREFIX: people.principal_for_session,
     tokens.PERSONAL_TOKEN_PREFIX: people.principal_for_api_token,
     tokens.MACHINE_ACCESS_PREFIX: machines.principal_for_machine_token,
+    tokens.RUN_TOKEN_PREFIX: runs.principal_for_run_token,
 }
 
 SESSION_COOKIE = "tm_session"

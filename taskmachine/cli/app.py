@@ -98,6 +98,12 @@ def runtimes_command(
 
 def _register_commands() -> None:
     """Register the command modules under taskmachine/cli/ (see the module docstring)."""
+    from taskmachine.cli import daemon, setup, status, update
+
+    app.command("setup")(setup.setup_command)
+    app.command("status")(status.status_command)
+    app.command("update")(update.update_command)
+    app.add_typer(daemon.app, name="daemon")
 
 
 _register_commands()

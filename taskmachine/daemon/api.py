@@ -1,8 +1,8 @@
 """The machine's GraphQL client for the Task Machine server (plain httpx, POST /graphql).
 
-    ApiError                 the server answered with an error (code = extensions.code)
-     ├── ApiUnreachableError  no answer: connection refused, DNS, timeout, or not a GraphQL server
-     └── UnauthenticatedError code UNAUTHENTICATED: the token was missing, expired or revoked
+ApiError                 the server answered with an error (code = extensions.code)
+ ├── ApiUnreachableError  no answer: connection refused, DNS, timeout, or not a GraphQL server
+ └── UnauthenticatedError code UNAUTHENTICATED: the token was missing, expired or revoked
 """
 
 from __future__ import annotations

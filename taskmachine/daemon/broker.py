@@ -37,6 +37,7 @@ CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
 
 MessageHandler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+ConnectionHandler = Callable[[AbstractConnection], Awaitable[None]]
 
 
 class BrokerRefusedError(Exception):
@@ -70,6 +71,7 @@ class BrokerSession:
         *,
         on_control: MessageHandler,
         on_connected: Callable[[], None] = lambda: None,
+        on_connection: ConnectionHandler | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self._url = amqp_url
@@ -77,6 +79,8 @@ class BrokerSession:
         self._user_id = machine_username(machine_id)
         self._on_control = on_control
         self._on_connected = on_connected
+        # Given every new connection (the run executor consumes the jobs queue through it).
+        self._on_connection = on_connection
         self._backoff = backoff or Backoff(base=0.5, cap=30.0)
         self._exchange: AbstractExchange | None = None
         self._connection: AbstractConnection | None = None
@@ -92,7 +96,7 @@ class BrokerSession:
     def user_id(self) -> str:
         return self._user_id
 
-    async def publish_event(self, routing_key: str, body: bytes, *, timeout: float) -> bool:
+    async def publish_event(self, routing_key: str, body: bytes, *, within: float) -> bool:
         """Publish to tama.events as this machine; False if not connected or not confirmed."""
         exchange = self._exchange
         if exchange is None:
@@ -104,7 +108,7 @@ class BrokerSession:
             delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
         )
         try:
-            await exchange.publish(message, routing_key=routing_key, timeout=timeout)
+            await exchange.publish(message, routing_key=routing_key, timeout=within)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -155,7 +159,8 @@ class BrokerSession:
             await control_channel.set_qos(prefetch_count=1)
             queues = await open_machine_queues(control_channel, self._machine_id)
             await queues.control.consume(self._on_control, no_ack=False)
-            # queues.jobs: consumed by the run executor in a later issue (prefetch = free slots).
+            if self._on_connection is not None:
+                await self._on_connection(connection)
             self._exchange = exchange
             self.connections_made += 1
             self._backoff.reset()
@@ -177,3 +182,26 @@ class BrokerSession:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_TIMEOUT):
                     await connection.close()
+
+
+async def probe_broker(
+    amqp_url: str, machine_id: str, *, within: float = CONNECT_TIMEOUT
+) -> str | None:
+    """Log in as the machine and look at its exchange and queues; None if all is well, else why."""
+    where = _where(amqp_url)
+    try:
+        async with asyncio.timeout(within):
+            connection = await aio_pika.connect(amqp_url, timeout=within)
+            async with connection:
+                channel = await connection.channel()
+                await open_events_exchange(channel)
+                await open_machine_queues(channel, machine_id)
+    except TimeoutError:
+        return f"no answer from {where} within {within:g} s"
+    except aiormq.exceptions.ChannelNotFoundEntity as exc:
+        return f"{where}: the machine's queues are missing ({exc}); run `tama setup` again"
+    except Exception as exc:
+        if _refused(exc):
+            return f"{where} refused {machine_username(machine_id)}; run `tama setup` again"
+        return f"cannot connect to {where}: {exc or type(exc).__name__}"
+    return None

@@ -3,7 +3,7 @@
     BrokerSession   connection as machine-<id>; control consumer       (broker.py, control.py)
     DetectionLoop   runtime detection, refreshed every interval          (detection_loop.py)
     HeartbeatLoop   a heartbeat every interval, nothing can delay it     (heartbeat.py)
-    Executor        runs (a stand-in with no runs until the jobs issue)  (executor.py)
+    Executor        runs; `start(connection)` after each connect if it has it  (executor/)
     update task     install a release, report progress, exit 75          (updater.py)
 
 `Daemon.run()` returns the process exit code (see exit_codes): 0 after a stop (Ctrl-C, SIGTERM,
@@ -20,6 +20,9 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from aio_pika.abc import AbstractConnection
 
 from taskmachine import __version__
 from taskmachine.daemon import exit_codes
@@ -37,6 +40,19 @@ log = logging.getLogger(__name__)
 
 # How long a final heartbeat before exiting may take.
 _FINAL_BEAT_SECONDS = 5.0
+
+
+@runtime_checkable
+class ConnectedExecutor(Protocol):
+    """An executor that uses the broker itself (the jobs queue, run events)."""
+
+    async def start(self, connection: AbstractConnection) -> None:
+        """Called after every (re)connect."""
+        ...
+
+    async def close(self) -> None:
+        """Called last, after drain."""
+        ...
 
 
 @dataclass
@@ -68,6 +84,7 @@ class Daemon:
             str(cfg.machine_id),
             on_control=self.control.handle,
             on_connected=self._on_connected,
+            on_connection=self._start_executor,
         )
         self.heartbeat = HeartbeatLoop(
             machine_id=cfg.machine_id,
@@ -92,6 +109,10 @@ class Daemon:
     def _on_connected(self) -> None:
         self.heartbeat.nudge()
 
+    async def _start_executor(self, connection: AbstractConnection) -> None:
+        if isinstance(self.executor, ConnectedExecutor):
+            await self.executor.start(connection)
+
     async def _on_update(self, request: UpdateRequest) -> None:
         if self._update_task is not None and not self._update_task.done():
             log.info("an update is already in progress; request %s ignored", request.request_id)
@@ -111,7 +132,8 @@ class Daemon:
             result = await install_release(self.cfg, version)
         except UpdateError as exc:
             log.error("update to %s failed: %s", target, exc)
-            self.heartbeat.set_update_status(f"failed: {exc}")
+            # 64 characters fit: the version first, then as much of the reason as fits.
+            self.heartbeat.set_update_status(f"failed: {version or 'newest'}: {exc}")
             return
         if not result.changed:
             log.info("already on the newest release (%s)", result.installed)
@@ -170,6 +192,8 @@ class Daemon:
                 *([self._update_task] if self._update_task else []),
                 return_exceptions=True,
             )
+            if isinstance(self.executor, ConnectedExecutor):
+                await self.executor.close()
             disconnect.set()
             await asyncio.gather(session, return_exceptions=True)
             if handle_signals:

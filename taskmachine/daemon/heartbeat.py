@@ -97,7 +97,7 @@ class HeartbeatLoop:
                 return False
             beat = self.build()
             sent = await self._session.publish_event(
-                self._routing_key, beat.to_body(), timeout=timeout
+                self._routing_key, beat.to_body(), within=timeout
             )
             if sent:
                 self.sent += 1

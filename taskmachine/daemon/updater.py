@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 DISTRIBUTION = "taskmachine"
 PIP_TIMEOUT = 600.0
 VERIFY_TIMEOUT = 60.0
-_OUTPUT_LIMIT = 4 * 1024 * 1024
+_OUTPUT_LIMIT = 256 * 1024
 
 
 class UpdateError(Exception):
@@ -98,10 +98,10 @@ async def _run(argv: list[str], limit: float) -> tuple[int, str]:
     try:
         async with asyncio.timeout(limit):
             assert process.stdout is not None
-            output = await process.stdout.read(_OUTPUT_LIMIT)
-            # Drain anything past the limit so the child never blocks on a full pipe.
-            while await process.stdout.read(65536):
-                pass
+            output = b""
+            while chunk := await process.stdout.read(65536):
+                # Keep the end: that is where pip says what went wrong.
+                output = (output + chunk)[-_OUTPUT_LIMIT:]
             returncode = await process.wait()
         finished = True
     except TimeoutError:

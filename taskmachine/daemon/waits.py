@@ -10,14 +10,14 @@ import contextlib
 import random
 
 
-async def wait_for_event(event: asyncio.Event, timeout: float) -> bool:
-    """Wait up to `timeout` seconds for `event`; True if it was set."""
+async def wait_for_event(event: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds` for `event`; True if it was set."""
     if event.is_set():
         return True
-    if timeout <= 0:
+    if seconds <= 0:
         return False
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             await event.wait()
     return event.is_set()
 
@@ -28,7 +28,7 @@ def jittered(seconds: float, fraction: float = 0.1) -> float:
 
 
 class Backoff:
-    """Exponential backoff with full jitter: attempt n waits uniform(base, min(cap, base * 2**n))."""
+    """Exponential backoff with jitter: attempt n waits uniform(base, min(cap, base * 2**n))."""
 
     def __init__(self, base: float = 0.5, cap: float = 30.0) -> None:
         if base <= 0 or cap < base:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskmachine.domain.events import emit, machines_topic
-from taskmachine.models import Machine, MachineStatus, MachineWorkspace, Runtime
+from taskmachine.models import Machine, MachineStatus, MachineWorkspace, Run, RunStatus, Runtime
 from taskmachine.wire.messages import Heartbeat, RuntimeReport
 
 
@@ -48,7 +48,11 @@ def _runtime_fields(report: RuntimeReport, now: datetime) -> dict[str, Any]:
 
 
 async def apply_heartbeats(
-    session: AsyncSession, heartbeats: Iterable[Heartbeat], now: datetime, online_window: float
+    session: AsyncSession,
+    heartbeats: Iterable[Heartbeat],
+    now: datetime,
+    online_window: float,
+    lease: float = 45.0,
 ) -> set[uuid.UUID]:
     """Apply the newest heartbeat of each known machine; returns the machines that changed
     in a way a person would see (came online, new version, runtimes changed)."""
@@ -90,6 +94,7 @@ async def apply_heartbeats(
         session.expunge(machine)
     await session.execute(sa.update(Machine), machine_rows)
     changed |= await _apply_runtimes(session, {r["id"]: latest[r["id"]] for r in machine_rows}, now)
+    await _renew_leases(session, {r["id"]: latest[r["id"]] for r in machine_rows}, now, lease)
     if changed:
         links = (
             await session.execute(
@@ -146,3 +151,25 @@ async def _apply_runtimes(
     if gone:
         await session.execute(sa.delete(Runtime).where(Runtime.id.in_(gone)))
     return changed
+
+
+async def _renew_leases(
+    session: AsyncSession, beats: dict[uuid.UUID, Heartbeat], now: datetime, lease: float
+) -> None:
+    """A heartbeat that lists a run renews its lease (only the attempt, only its own machine)."""
+    held = [
+        (active.run_id, active.attempt, machine_id)
+        for machine_id, beat in beats.items()
+        for active in beat.active_runs
+    ]
+    if not held:
+        return
+    await session.execute(
+        sa.update(Run)
+        .where(
+            sa.tuple_(Run.id, Run.attempt, Run.machine_id).in_(held),
+            Run.status.in_((RunStatus.CLAIMED, RunStatus.RUNNING)),
+        )
+        .values(lease_expires_at=now + timedelta(seconds=lease))
+        .execution_options(synchronize_session=False)
+    )

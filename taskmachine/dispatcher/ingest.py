@@ -124,7 +124,7 @@ class EventIngest:
             async with self.session_factory() as session:
                 await apply_heartbeats(
                     session, [p.beat for p in batch], utcnow(),
-                    self.settings.machine_online_window_seconds,
+                    self.settings.machine_online_window_seconds, self.settings.lease_seconds,
                 )
                 await session.commit()
         except Exception:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
 from taskmachine.dispatcher.broker_admin import BrokerAdmin
 from taskmachine.wire import topology
@@ -44,6 +44,15 @@ class BrokerLink:
     def topology(self) -> topology.ServerTopology:
         assert self._topology is not None, "BrokerLink not started"
         return self._topology
+
+    def exchange(self, name: str) -> AbstractExchange:
+        exchanges = {
+            topology.JOBS_EXCHANGE: self.topology.jobs,
+            topology.CONTROL_EXCHANGE: self.topology.control,
+            topology.EVENTS_EXCHANGE: self.topology.events,
+            topology.LIVE_EXCHANGE: self.topology.live,
+        }
+        return exchanges[name]
 
     async def publish_control(self, machine_id: str, message: WireMessage) -> None:
         await self.topology.control.publish(

@@ -7,6 +7,9 @@ from aio_pika.abc import AbstractChannel
 from taskmachine.dispatcher.broker_admin import BrokerAdmin
 from taskmachine.dispatcher.ingest import EventIngest
 from taskmachine.dispatcher.link import BrokerLink
+from taskmachine.dispatcher.relay import Relay
+from taskmachine.dispatcher.run_events import RunEvents
+from taskmachine.dispatcher.scheduler import Scheduler
 from taskmachine.dispatcher.sweeper import Sweeper
 from taskmachine.schema.state import AppState
 
@@ -19,6 +22,9 @@ class Dispatcher:
         self.link: BrokerLink | None = None
         self.ingest: EventIngest | None = None
         self.sweeper: Sweeper | None = None
+        self.scheduler: Scheduler | None = None
+        self.relay: Relay | None = None
+        self.run_events: RunEvents | None = None
         self._ingest_channel: AbstractChannel | None = None
 
     async def start(self, state: AppState) -> None:
@@ -34,6 +40,14 @@ class Dispatcher:
         self.ingest = EventIngest(settings, state.session_factory, state.metrics)
         state.services["ingest"] = self.ingest
         await self.ingest.start(queue)
+        self.run_events = RunEvents(state.session_factory, state.hub)
+        self.ingest.run_events = self.run_events.handle
+        self.scheduler = Scheduler(settings, state.session_factory, state.hub)
+        state.services["scheduler"] = self.scheduler
+        await self.scheduler.start()
+        self.relay = Relay(state.session_factory, self.link, state.hasher, state.hub, state.metrics)
+        state.services["relay"] = self.relay
+        await self.relay.start()
         self.sweeper = Sweeper(settings, state.session_factory)
         state.services["sweeper"] = self.sweeper
         if self.run_sweeper:
@@ -42,6 +56,10 @@ class Dispatcher:
     async def stop(self) -> None:
         if self.sweeper is not None:
             await self.sweeper.stop()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        if self.relay is not None:
+            await self.relay.stop()
         if self.ingest is not None:
             await self.ingest.stop()
         if self.link is not None:

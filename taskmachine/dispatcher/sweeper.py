@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskmachine.db import SessionFactory
 from taskmachine.domain import machines as machine_domain
+from taskmachine.domain import runs as run_domain
 from taskmachine.domain.events import emit, inbox_topic, machines_topic
 from taskmachine.models import (
     Agent,
@@ -26,6 +27,8 @@ from taskmachine.models import (
     Machine,
     MachineStatus,
     MachineWorkspace,
+    Run,
+    RunStatus,
     Runtime,
     utcnow,
 )
@@ -169,6 +172,50 @@ async def nudge_outdated(session: AsyncSession, settings: Settings) -> int:
     return raised
 
 
+async def expire_claims(session: AsyncSession, now: datetime, deadline: float) -> int:
+    """Dispatched but never claimed: the machine is gone (a server-side deadline; the broker
+    cannot expire messages stuck behind others in a priority queue)."""
+    late = (
+        await session.scalars(
+            sa.select(Run).where(
+                Run.status == RunStatus.DISPATCHED,
+                Run.dispatched_at < now - timedelta(seconds=deadline),
+            )
+        )
+    ).all()
+    for run in late:
+        await run_domain.fail_unclaimed(session, run)
+    return len(late)
+
+
+async def expire_leases(session: AsyncSession, now: datetime, hard_limit: float) -> int:
+    """No heartbeat renewed the lease: one retry from a clean worktree, then `lease_lost`.
+    A run far past its hard limit with no report is failed `timeout` (the daemon should have)."""
+    lost = (
+        await session.scalars(
+            sa.select(Run).where(
+                Run.status.in_((RunStatus.CLAIMED, RunStatus.RUNNING)),
+                Run.lease_expires_at < now,
+            )
+        )
+    ).all()
+    for run in lost:
+        await run_domain.retry_or_fail(
+            session, run, "lease_lost", "the machine stopped renewing the run's lease", clean_worktree=True
+        )
+    overdue = (
+        await session.scalars(
+            sa.select(Run).where(
+                Run.status == RunStatus.RUNNING,
+                Run.started_at < now - timedelta(seconds=hard_limit + 60),
+            )
+        )
+    ).all()
+    for run in overdue:
+        await run_domain.finished(session, run, "timeout", error="over the hard time limit")
+    return len(lost) + len(overdue)
+
+
 class Sweeper:
     def __init__(self, settings: Settings, session_factory: SessionFactory) -> None:
         self.settings = settings
@@ -180,6 +227,8 @@ class Sweeper:
         async with self.session_factory() as session:
             now = utcnow()
             await mark_quiet_machines(session, now, window)
+            await expire_claims(session, now, self.settings.claim_deadline_seconds)
+            await expire_leases(session, now, self.settings.run_hard_timeout_seconds)
             await notify_stale_runtimes(session, now, window)
             await nudge_outdated(session, self.settings)
             await session.commit()

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 PENDING_KEY = "taskmachine.live"
+KICK_KEY = "taskmachine.kick"
 
 
 def board_topic(workspace_id: uuid.UUID) -> str:
@@ -37,3 +38,8 @@ def inbox_topic(user_id: uuid.UUID) -> str:
 def emit(session: AsyncSession, topic: str, payload: dict[str, Any]) -> None:
     """Queue an event; taskmachine.live sends it once the session's transaction commits."""
     session.info.setdefault(PENDING_KEY, []).append((topic, payload))
+
+
+def kick(session: AsyncSession, name: str) -> None:
+    """Wake an in-process worker (e.g. "dispatch") once this transaction commits."""
+    session.info.setdefault(KICK_KEY, set()).add(name)

@@ -104,6 +104,14 @@ async def approval_by_code(session: AsyncSession, principal: Principal, code: st
     )
     if approval is None:
         raise NotFound("no such approval code")
+    if approval.machine_id is not None:
+        # Once approved, the request belongs to its machine's workspaces: outsiders see nothing.
+        roles = [
+            await access.role_in(session, principal, w)
+            for w in await machine_workspaces(session, approval.machine_id)
+        ]
+        if all(role is None for role in roles):
+            raise NotFound("no such approval code")
     _expire_if_due(approval)
     await session.flush()
     return approval

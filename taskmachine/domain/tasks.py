@@ -228,6 +228,11 @@ async def assign_task(
         },
     )
     await session.flush()
+    if agent_id is not None:
+        from taskmachine.loop.triggers import on_assigned  # the loop builds on the domain
+
+        await on_assigned(session, task, agent)
+        await session.flush()
     return task
 
 

@@ -36,10 +36,24 @@ class Run(IdMixin, CreatedMixin, Base):
     attempt: Mapped[int] = mapped_column(default=1)
     max_attempts: Mapped[int] = mapped_column(default=2)
     session_id: Mapped[str | None] = mapped_column(sa.String(128))
+    # The CLI session this run continues (a follow-up turn in the same thread or chat).
+    resume_session_id: Mapped[str | None] = mapped_column(sa.String(128))
     usage: Mapped[dict[str, Any]] = mapped_column(default=dict)
     cost_usd: Mapped[float | None]
     failure_code: Mapped[str | None] = mapped_column(sa.String(32))
     error: Mapped[str | None] = mapped_column(sa.Text)
+    # Why a queued run waits (agent at 2/2, runtime offline, task busy…) and its place in line.
+    queue_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    queue_position: Mapped[int | None]
+    # Run tokens are derived (HMAC) from the run, the attempt and this nonce: nothing to store.
+    token_nonce: Mapped[str] = mapped_column(sa.String(32), default="")
+    permission: Mapped[str] = mapped_column(sa.String(16), default="safe")
+    cancel_requested_at: Mapped[datetime | None]
+    # A retry after a lost lease starts from a clean worktree.
+    clean_worktree: Mapped[bool] = mapped_column(default=False)
+    # The run this one follows up (a retry by hand, a forgotten summary, a queued follow-up).
+    follows_run_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    diff_stat: Mapped[str | None] = mapped_column(sa.Text)
     dispatched_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]

@@ -42,9 +42,9 @@ class OperationScope:
         try:
             if commit:
                 await session.commit()
-            else:
-                await session.rollback()
         finally:
+            # Closing discards an uncommitted transaction without expiring what was loaded
+            # (a rollback would), so rows read here stay readable afterwards.
             await session.close()
 
     def activate(self) -> Token[OperationScope | None]:

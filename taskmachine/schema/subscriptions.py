@@ -22,7 +22,7 @@ from taskmachine.schema.helpers import need_id
 from taskmachine.schema.scope import event_scope
 from taskmachine.schema.types.enums import TimelineKind
 from taskmachine.schema.types.fleet import Machine
-from taskmachine.schema.types.runs import TranscriptChunk
+from taskmachine.schema.types.runs import Run, TranscriptChunk
 from taskmachine.schema.types.talk import ChatMessage, TimelineEvent
 from taskmachine.schema.types.work import Task
 
@@ -100,6 +100,8 @@ class TaskSubscription:
                 yield TranscriptChunk.of(row)
             while True:
                 payload = await queue.get()
+                if payload.get("kind") != "output":
+                    continue
                 key = (int(payload["attempt"]), int(payload["seq"]))
                 if key <= last:
                     continue
@@ -110,6 +112,21 @@ class TaskSubscription:
                     events=payload["events"],
                     created_at=datetime.fromisoformat(payload["created_at"]),
                 )
+
+    @strawberry.subscription(description="A run's status, attempt and place in the queue, as they change.")
+    async def run_changed(self, info: Info, run_id: strawberry.ID) -> AsyncGenerator[Run]:
+        rid = need_id(run_id, "runId")
+        await _authorize(info, m.Run, rid, "run")
+        async with info.context.state.hub.subscribe(run_topic(rid)) as queue:
+            while True:
+                payload = await queue.get()
+                if payload.get("kind") == "output":
+                    continue
+                async with event_scope(info.context.state) as scope:
+                    async with scope.db() as session:
+                        row = await session.get(m.Run, rid)
+                    if row is not None:
+                        yield Run.of(row)
 
     @strawberry.subscription(description="New messages in a chat.")
     async def chat_messages(

@@ -34,7 +34,7 @@ class Subscription:
         async for result in session.subscribe(request):
             await self.items.put(result)
 
-    async def next(self, wait: float = 5.0) -> dict[str, Any]:
+    async def next(self, wait: float = 15.0) -> dict[str, Any]:
         return await asyncio.wait_for(self.items.get(), wait)
 
     async def close(self) -> None:

@@ -46,13 +46,15 @@ async def test_token_workspace_agent_task_and_live_subscription(server: RunningS
         )
         first = (await board.next())["boardChanged"]
         assert first["kind"] == "ASSIGNED"
+        # Assigning an agent queues its run; that is on the board too.
+        assert (await board.next())["boardChanged"]["kind"] == "RUN"
         assert first["task"]["assignee"] == {"__typename": "Agent", "handle": "builder-bot"}
         second = (await board.next())["boardChanged"]
         assert second["kind"] == "STATUS_CHANGED" and second["task"]["status"] == "IN_PROGRESS"
-        entries = [(await timeline.next())["taskTimeline"] for _ in range(2)]
-        assert [e["kind"] for e in entries] == ["ASSIGNED", "STATUS_CHANGED"]
-        assert entries[1]["data"] == {"from": "todo", "to": "in_progress"}
-        assert entries[1]["actor"] == {"email": "ada@example.com"}
+        entries = [(await timeline.next())["taskTimeline"] for _ in range(3)]
+        assert [e["kind"] for e in entries] == ["ASSIGNED", "RUN", "STATUS_CHANGED"]
+        assert entries[2]["data"] == {"from": "todo", "to": "in_progress"}
+        assert entries[2]["actor"] == {"email": "ada@example.com"}
         await board.close()
         await timeline.close()
 

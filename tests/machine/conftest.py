@@ -9,6 +9,7 @@ its queues) is deleted at the end of the session.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -58,6 +59,28 @@ def machine_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("HOME", str(tmp_path / "userhome"))
     (tmp_path / "userhome").mkdir()
     yield home
+
+
+@pytest.fixture
+def backend() -> str:
+    """The lead's servers run on SQLite here: this folder tests the machine, not the database."""
+    return "sqlite"
+
+
+@pytest.fixture(autouse=True)
+async def remove_set_up_machine(machine_home: Path) -> AsyncIterator[None]:
+    """A machine that `tama setup` connected in a test loses its (broker-global) user after it."""
+    yield
+    path = machine_home / "config.json"
+    if not path.exists():
+        return
+    try:
+        machine_id = json.loads(path.read_text()).get("machine_id")
+    except ValueError:
+        return
+    if machine_id:
+        async with BrokerAdmin(SETTINGS.rabbitmq_management_url) as admin:
+            await admin.remove_machine_user(str(machine_id))
 
 
 @pytest.fixture(scope="session")
@@ -154,9 +177,7 @@ class Machine:
             await asyncio.sleep(0.02)
         return self.beats()
 
-    async def wait_for(
-        self, check: Callable[[Heartbeat], bool], within: float = 10.0
-    ) -> Heartbeat:
+    async def wait_for(self, check: Callable[[Heartbeat], bool], within: float = 10.0) -> Heartbeat:
         """The first heartbeat from now on that passes `check`."""
         start = len(self.received)
         deadline = asyncio.get_running_loop().time() + within
@@ -166,6 +187,19 @@ class Machine:
                     return beat
             assert asyncio.get_running_loop().time() < deadline, "no matching heartbeat"
             await asyncio.sleep(0.02)
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 15.0) -> None:
+    """Poll `check` until it is true; fail after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"not true within {within} s"
+        await asyncio.sleep(0.05)
 
 
 MakeMachine = Callable[[], Awaitable[Machine]]

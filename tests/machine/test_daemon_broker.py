@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,7 +21,7 @@ from taskmachine.daemon.daemon import Daemon
 from taskmachine.dispatcher.broker_admin import BrokerAdmin
 from taskmachine.wire.topology import CONTROL_EXCHANGE, DEAD_QUEUE, machine_routing_key
 from tests.daemon.support import REAL_CLIS
-from tests.machine.conftest import BROKER_HOST, BROKER_PORT, MakeMachine
+from tests.machine.conftest import BROKER_HOST, BROKER_PORT, MakeMachine, eventually
 from tests.machine.proxy import BrokerProxy
 
 Started = Callable[[MachineConfig], Awaitable[tuple[Daemon, "asyncio.Task[int]"]]]
@@ -45,7 +46,7 @@ async def start_daemon() -> AsyncIterator[Started]:
 
 
 def _gaps(times: list[float]) -> list[float]:
-    return [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    return [later - earlier for earlier, later in itertools.pairwise(times)]
 
 
 async def test_heartbeats_every_interval_carrying_the_machine_state(
@@ -83,10 +84,12 @@ async def test_heartbeats_every_interval_carrying_the_machine_state(
     assert message.content_type == "application/json"
     assert message.routing_key == f"machine.{machine.id}.heartbeat"
 
-    # Every 0.2 s (±5 % jitter), measured where the server would receive them.
-    gaps = _gaps([at for at, _ in machine.received[1:12]])
-    assert all(0.12 < gap < 0.32 for gap in gaps), gaps
-    assert 0.17 < sum(gaps) / len(gaps) < 0.24, gaps
+    # Every 0.2 s (±5 % jitter) by the daemon's clock, and at that rate where the server
+    # receives them (single arrivals may lag on a busy machine; the cadence does not drift).
+    sent = [beat.sent_at.timestamp() for beat in beats[1:12]]
+    assert all(0.15 < gap < 0.27 for gap in _gaps(sent)), _gaps(sent)
+    arrived = [at for at, _ in machine.received[1:12]]
+    assert 0.17 < (arrived[-1] - arrived[0]) / 10 < 0.24, _gaps(arrived)
 
     # Detection is refreshed every cycle: a tool installed now shows up in a later heartbeat.
     (tmp_path / "bin").mkdir()
@@ -113,9 +116,10 @@ async def test_a_slow_detection_does_not_delay_heartbeats(
     cfg = machine.save(runtime_paths={"claude": slow, "codex": tmp_path / "none"})
     await start_daemon(cfg)
     await machine.wait_beats(10, within=5)
-    times = [at for at, _ in machine.received[:10]]
-    # The first beat waited one interval for detection at most, then beats came on time.
-    assert max(_gaps(times)) < 0.35, _gaps(times)
+    sent = [beat.sent_at.timestamp() for beat in machine.beats()[:10]]
+    # The first beat waited one interval for detection at most, then beats came on time
+    # while the probe was still running.
+    assert max(_gaps(sent)) < 0.3, _gaps(sent)
     assert machine.beats()[0].runtimes == []
 
 
@@ -129,14 +133,14 @@ async def test_heartbeats_resume_after_the_broker_closes_the_connection(
     daemon, task = await start_daemon(machine.save())
     await machine.wait_beats(3)
     # What an operator (or a broker restart) does: close the machine's connection.
-    async with asyncio.timeout(15):
-        while not await broker_admin.machine_connections(str(machine.id)):
-            await asyncio.sleep(0.2)
+
+    async def listed() -> bool:
+        return bool(await broker_admin.machine_connections(str(machine.id)))
+
+    await eventually(listed)
     response = await management.delete(f"/connections/username/{machine.username}")
     assert response.status_code == 204, response.text
-    async with asyncio.timeout(15):
-        while daemon.session.connections_made < 2:
-            await asyncio.sleep(0.05)
+    await eventually(lambda: daemon.session.connections_made >= 2)
     before = len(machine.received)
     await machine.wait_beats(before + 5)
     assert not task.done()

@@ -98,7 +98,7 @@ class FakeDaemon:
         await self.send(self.heartbeat(runtimes, version).to_body())
 
 
-async def eventually(check: Any, within: float = 5.0, every: float = 0.05) -> Any:
+async def eventually(check: Any, within: float = 10.0, every: float = 0.05) -> Any:
     """Wait until an async check returns something truthy; return it."""
     deadline = asyncio.get_running_loop().time() + within
     while True:

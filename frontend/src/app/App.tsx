@@ -1,4 +1,4 @@
-import { useMemo, useState } from "react";
+import { Suspense, lazy, useMemo, useState } from "react";
 import { BrowserRouter, Navigate, Route, Routes, useParams } from "react-router";
 import { Provider } from "urql";
 import { createApiClient } from "../lib/client";
@@ -9,12 +9,18 @@ import { WorkspaceProvider, lastWorkspace, rememberWorkspace } from "./workspace
 import { Layout } from "./Layout";
 import { Board } from "../views/board/Board";
 import { prefetchBoard } from "../views/board/useBoardTasks";
-import { TaskPage } from "../views/task/TaskPage";
-import { Inbox } from "../views/inbox/Inbox";
-import { Discuss } from "../views/discuss/Discuss";
-import { Agents } from "../views/agents/Agents";
-import { Machines } from "../views/machines/Machines";
-import { MachineApproval } from "../views/machines/MachineApproval";
+import { Loading } from "../components/Loading";
+
+// The board is in the main bundle (it is the first thing most people open); the other views load
+// on first visit, which keeps the board's first paint small.
+const TaskPage = lazy(() => import("../views/task/TaskPage").then((m) => ({ default: m.TaskPage })));
+const Inbox = lazy(() => import("../views/inbox/Inbox").then((m) => ({ default: m.Inbox })));
+const Discuss = lazy(() => import("../views/discuss/Discuss").then((m) => ({ default: m.Discuss })));
+const Agents = lazy(() => import("../views/agents/Agents").then((m) => ({ default: m.Agents })));
+const Machines = lazy(() => import("../views/machines/Machines").then((m) => ({ default: m.Machines })));
+const MachineApproval = lazy(() =>
+  import("../views/machines/MachineApproval").then((m) => ({ default: m.MachineApproval })),
+);
 
 export function App() {
   const client = useMemo(() => {
@@ -28,7 +34,9 @@ export function App() {
       <Provider value={client}>
         <BrowserRouter>
           <SessionGate>
-            <AppRoutes />
+            <Suspense fallback={<Loading />}>
+              <AppRoutes />
+            </Suspense>
           </SessionGate>
         </BrowserRouter>
       </Provider>

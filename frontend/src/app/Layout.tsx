@@ -1,9 +1,10 @@
-import { useState, type ReactNode } from "react";
+import { Suspense, useState, type ReactNode } from "react";
 import { NavLink, useLocation, useNavigate } from "react-router";
 import { signOut, useSession } from "./session";
 import { useWorkspace } from "./workspace";
 import { ErrorBoundary } from "../components/ErrorBoundary";
 import { ErrorMessage } from "../components/ErrorMessage";
+import { Loading } from "../components/Loading";
 
 const NAV = [
   { to: "board", label: "Board" },
@@ -64,7 +65,9 @@ export function Layout({ children }: { children: ReactNode }) {
         ))}
       </nav>
       <main id="main" className="main" tabIndex={-1}>
-        <ErrorBoundary resetKey={location.pathname}>{children}</ErrorBoundary>
+        <ErrorBoundary resetKey={location.pathname}>
+          <Suspense fallback={<Loading />}>{children}</Suspense>
+        </ErrorBoundary>
       </main>
     </div>
   );

@@ -119,11 +119,13 @@ describe("board", () => {
     });
     renderWith(<Board />, { client });
     const done = await screen.findByRole("region", { name: "Done" });
-    expect(within(done).getByText("Task 3")).toBeInTheDocument();
+    await within(done).findByText("Task 3");
     expect(within(screen.getByRole("region", { name: "To do" })).getByText("Task 1")).toBeInTheDocument();
     expect(within(screen.getByRole("region", { name: "In progress" })).getByText("Task 2")).toBeInTheDocument();
     expect(screen.getByTestId("task-count")).toHaveTextContent("3 of 3 tasks");
-    expect(calls.filter((c) => c.name === "BoardTasks").map((c) => c.variables.after)).toEqual([null, "c1"]);
+    const requests = calls.filter((c) => c.name === "BoardTasks");
+    expect(requests.map((c) => c.variables.after)).toEqual([null, "c1"]);
+    expect(requests.map((c) => c.variables.withCount)).toEqual([true, false]);
   });
 
   it("hides create and edit for a role without the permission", async () => {

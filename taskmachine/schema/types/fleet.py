@@ -123,9 +123,18 @@ class Machine:
     def min_cli_version(self, info: Info) -> str:
         return info.context.state.settings.min_cli_version
 
-    @strawberry.field(description="Ids of the workspaces this machine serves.")
-    async def workspace_ids(self) -> list[strawberry.ID]:
+    @strawberry.field(description="Ids of the workspaces this machine serves that the caller sees.")
+    async def workspace_ids(self, info: Info) -> list[strawberry.ID]:
         ids = await loaders().workspace_ids_by_machine.load(self._row.id)
+        caller = await info.context.principal()
+        # A machine shared with other workspaces must not disclose them to this one's members.
+        if caller is None:
+            ids = []
+        elif caller.user_id is not None:
+            roles = await loaders().role.load_many([(i, caller.user_id) for i in ids])
+            ids = [i for i, role in zip(ids, roles, strict=True) if role is not None]
+        elif caller.machine_id != self._row.id:
+            ids = [i for i in ids if i == caller.workspace_id]
         return [strawberry.ID(str(i)) for i in ids]
 
     @strawberry.field

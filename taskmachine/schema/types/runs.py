@@ -81,6 +81,26 @@ class Run:
             _row=row,
         )
 
+    @strawberry.field(description="Why a queued run waits: agent at 2/2, runtime offline, task busy…")
+    def queue_reason(self) -> str | None:
+        return self._row.queue_reason
+
+    @strawberry.field(description="Its place among the waiting runs (1 = next).")
+    def queue_position(self) -> int | None:
+        return self._row.queue_position
+
+    @strawberry.field
+    def max_attempts(self) -> int:
+        return self._row.max_attempts
+
+    @strawberry.field
+    def cancel_requested(self) -> bool:
+        return self._row.cancel_requested_at is not None
+
+    @strawberry.field(description="What the run changed in its worktree (git diff --stat).")
+    def diff_stat(self) -> str | None:
+        return self._row.diff_stat
+
     @strawberry.field
     def duration_ms(self) -> int | None:
         if self._row.started_at is None:

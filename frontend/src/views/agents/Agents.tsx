@@ -77,7 +77,7 @@ export function runtimeModels(capabilities: unknown): { value: string; levels: s
     if (!m || typeof m !== "object") return [];
     const record = m as Record<string, unknown>;
     const value = String(record.value ?? record.slug ?? record.id ?? "");
-    const levels = (record.supportedEffortLevels ?? record.supported_reasoning_levels ?? record.levels ?? []) as unknown[];
+    const levels = (record.reasoning_levels ?? record.reasoningLevels ?? record.supportedEffortLevels ?? record.supported_reasoning_levels ?? []) as unknown[];
     return value ? [{ value, levels: levels.map((l) => (typeof l === "object" && l ? String((l as Record<string, unknown>).effort ?? "") : String(l))).filter(Boolean) }] : [];
   });
 }

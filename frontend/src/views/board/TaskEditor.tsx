@@ -37,8 +37,10 @@ export function TaskEditor({ workspaceId, task, initialStatus, options, onDone }
   const client = useClient();
   const dialog = useRef<HTMLDivElement>(null);
 
+  // Read while rendering, before autoFocus moves focus into the dialog: that is the opener.
+  const opener = useRef(document.activeElement as HTMLElement | null);
   useEffect(() => {
-    const previous = document.activeElement as HTMLElement | null;
+    const previous = opener.current;
     return () => previous?.focus?.();
   }, []);
 

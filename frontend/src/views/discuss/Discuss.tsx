@@ -178,7 +178,7 @@ function ChatView({ chatId }: { chatId: string }) {
   const [live] = useSubscription({ query: ChatLiveDocument, variables: { chatId } });
   useEffect(() => {
     if (live.data) reload();
-  }, [live.data]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [live.data]);
   const [body, setBody] = useState("");
   const [sent, send] = useMutation(SendChatMessageDocument);
   if (fetching && !data) return <Loading label="Loading the chat…" />;

@@ -8,6 +8,7 @@ import { EmptyState } from "../../components/EmptyState";
 import { ErrorMessage } from "../../components/ErrorMessage";
 import { Loading } from "../../components/Loading";
 import { formatTime } from "../../lib/format";
+import { RequestMachineUpdateDocument } from "../machines/queries";
 import { PostCommentDocument } from "../task/queries";
 
 const InboxDocument = graphql(`
@@ -88,6 +89,8 @@ function InboxCard({ item, onDone }: { item: Item; onDone: () => void }) {
   const [answer, setAnswer] = useState("");
   const [resolution, resolve] = useMutation(ResolveInboxItemDocument);
   const [reply, postReply] = useMutation(PostCommentDocument);
+  const [update, requestUpdate] = useMutation(RequestMachineUpdateDocument);
+  const machineId = dataField(item.data, "machineId");
 
   /** Answers and decisions go to the agent as a comment on the task (tagging it), then the item closes. */
   async function respond(text: string | null) {
@@ -100,7 +103,7 @@ function InboxCard({ item, onDone }: { item: Item; onDone: () => void }) {
     const result = await resolve({ id: item.id });
     if (!result.error) onDone();
   }
-  const busy = resolution.fetching || reply.fetching;
+  const busy = resolution.fetching || reply.fetching || update.fetching;
   return (
     <li className="panel" data-kind={item.kind} aria-label={item.title}>
       <div className="page__header">
@@ -116,7 +119,9 @@ function InboxCard({ item, onDone }: { item: Item; onDone: () => void }) {
           </Link>
         </p>
       )}
-      {(resolution.error || reply.error) && <ErrorMessage error={resolution.error ?? reply.error} compact />}
+      {(resolution.error || reply.error || update.error) && (
+        <ErrorMessage error={resolution.error ?? reply.error ?? update.error} compact />
+      )}
       <Can permission="inbox.act">
         {item.kind === "QUESTION" && item.task ? (
           <form
@@ -145,10 +150,30 @@ function InboxCard({ item, onDone }: { item: Item; onDone: () => void }) {
               Approve
             </button>
           </div>
-        ) : item.kind === "UPDATE_NUDGE" || item.kind === "RUNTIME_STALE" ? (
+        ) : item.kind === "UPDATE_NUDGE" && machineId ? (
+          <div className="form__actions">
+            <Can permission="machine.manage">
+              <button
+                type="button"
+                className="button button--primary"
+                disabled={busy}
+                onClick={async () => {
+                  // The server closes the nudge itself once the update is queued.
+                  const result = await requestUpdate({ machineId });
+                  if (!result.error) onDone();
+                }}
+              >
+                {update.fetching ? "Queueing update…" : "Update now"}
+              </button>
+            </Can>
+            <button type="button" className="button" disabled={busy} onClick={() => respond(null)}>
+              Dismiss
+            </button>
+          </div>
+        ) : item.kind === "RUNTIME_STALE" || item.kind === "UPDATE_NUDGE" ? (
           <div className="form__actions">
             <Link className="button button--primary" to={`/w/${workspace.id}/machines`}>
-              {item.kind === "UPDATE_NUDGE" ? "Open machines to update" : "Open machines"}
+              Open machines
             </Link>
             <button type="button" className="button" disabled={busy} onClick={() => respond(null)}>
               Dismiss
@@ -164,4 +189,10 @@ function InboxCard({ item, onDone }: { item: Item; onDone: () => void }) {
       </Can>
     </li>
   );
+}
+
+function dataField(data: unknown, key: string): string | null {
+  if (!data || typeof data !== "object") return null;
+  const value = (data as Record<string, unknown>)[key];
+  return typeof value === "string" && value ? value : null;
 }

@@ -31,7 +31,7 @@ export function Machines() {
   const [live] = useSubscription({ query: MachinesChangedDocument, variables: { workspaceId: workspace.id } });
   useEffect(() => {
     if (live.data) reload();
-  }, [live.data]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [live.data]);
   useEffect(() => {
     const timer = setInterval(() => refetch({ requestPolicy: "network-only" }), 10_000);
     return () => clearInterval(timer);
@@ -163,6 +163,12 @@ function MachineCard({ machine, onChanged }: { machine: Machine; onChanged: () =
 function RuntimeRow({ runtime, onChanged }: { runtime: Runtime; onChanged: () => void }) {
   const { can } = useWorkspace();
   const [{ fetching, error }, setEnabled] = useMutation(SetRuntimeEnabledDocument);
+  // Flip at once (the switch answers the click); fall back to the server's value on an error.
+  const [pending, setPending] = useState<boolean | null>(null);
+  const checked = pending ?? runtime.enabled;
+  useEffect(() => {
+    if (pending !== null && pending === runtime.enabled) setPending(null);
+  }, [pending, runtime.enabled]);
   return (
     <li className="runtime" data-runtime-id={runtime.id}>
       <div className="page__header">
@@ -178,11 +184,14 @@ function RuntimeRow({ runtime, onChanged }: { runtime: Runtime; onChanged: () =>
             <input
               type="checkbox"
               role="switch"
-              checked={runtime.enabled}
+              checked={checked}
               disabled={fetching}
               onChange={async (e) => {
-                const result = await setEnabled({ runtimeId: runtime.id, enabled: e.target.checked });
-                if (!result.error) onChanged();
+                const enabled = e.target.checked;
+                setPending(enabled);
+                const result = await setEnabled({ runtimeId: runtime.id, enabled });
+                if (result.error) setPending(null);
+                else onChanged();
               }}
             />
             Enabled for agents

@@ -1,4 +1,4 @@
-import { useId, useMemo, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
+import { useId, useLayoutEffect, useMemo, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
 import { useMutation } from "urql";
 import { ErrorMessage } from "../../components/ErrorMessage";
 import { PostCommentDocument } from "./queries";
@@ -40,6 +40,14 @@ export function Composer({ taskId, parentId, mentionables, onPosted, placeholder
   const [active, setActive] = useState(0);
   const [{ fetching, error }, post] = useMutation(PostCommentDocument);
   const input = useRef<HTMLTextAreaElement>(null);
+  // After inserting a tag, put the caret behind it once the new text is on screen.
+  const placeCaret = useRef<number | null>(null);
+  useLayoutEffect(() => {
+    if (placeCaret.current === null || !input.current) return;
+    input.current.focus();
+    input.current.setSelectionRange(placeCaret.current, placeCaret.current);
+    placeCaret.current = null;
+  }, [body]);
   const listId = useId();
 
   const mention = mentionQuery(body, caret);
@@ -48,7 +56,7 @@ export function Composer({ taskId, parentId, mentionables, onPosted, placeholder
     return mentionables
       .filter((m) => m.handle.toLowerCase().startsWith(mention.query) || m.name.toLowerCase().startsWith(mention.query))
       .slice(0, 8);
-  }, [mention?.query, mention !== null, mentionables]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [mention?.query, mention !== null, mentionables]);
 
   function insert(target: Mentionable) {
     if (!mention) return;
@@ -57,10 +65,7 @@ export function Composer({ taskId, parentId, mentionables, onPosted, placeholder
     setBody(next);
     setCaret(position);
     setActive(0);
-    requestAnimationFrame(() => {
-      input.current?.focus();
-      input.current?.setSelectionRange(position, position);
-    });
+    placeCaret.current = position;
   }
 
   function onKeyDown(event: KeyboardEvent<HTMLTextAreaElement>) {

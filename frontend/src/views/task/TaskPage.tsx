@@ -33,7 +33,7 @@ export function TaskPage() {
   const [live] = useSubscription({ query: TaskTimelineDocument, variables: { taskId } });
   useEffect(() => {
     if (live.data) reload();
-  }, [live.data]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [live.data]);
 
   const [selectedRun, setSelectedRun] = useState<string | null>(null);
   const [editing, setEditing] = useState(false);
@@ -50,6 +50,15 @@ export function TaskPage() {
       ...options.agents.map((a) => ({ ...a, kind: "agent" as const })),
       ...options.teams.map((t) => ({ ...t, kind: "team" as const })),
     ],
+    [options],
+  );
+
+  const names = useMemo(
+    () =>
+      new Map<string, string>([
+        ...options.members.map((m) => [m.id, m.name || m.email] as [string, string]),
+        ...options.agents.map((a) => [a.id, a.name] as [string, string]),
+      ]),
     [options],
   );
 
@@ -97,6 +106,7 @@ export function TaskPage() {
           <Timeline
             taskId={task.id}
             events={events}
+            names={names}
             mentionables={mentionables}
             onChanged={reload}
             onOpenRun={setSelectedRun}

@@ -22,7 +22,7 @@ function field(data: unknown, key: string): string {
 }
 
 /** One sentence for every kind of event; comments get their own block. */
-export function describeEvent(event: TimelineItem): string {
+export function describeEvent(event: TimelineItem, names: ReadonlyMap<string, string> = new Map()): string {
   const who = personName(event.actor);
   const data = event.data;
   switch (event.kind) {
@@ -34,8 +34,13 @@ export function describeEvent(event: TimelineItem): string {
       return `${who} moved it from ${statusLabel(field(data, "from").toUpperCase())} to ${statusLabel(field(data, "to").toUpperCase())}`;
     case "PRIORITY_CHANGED":
       return `${who} set priority to ${priorityLabel(field(data, "to").toUpperCase())}`;
-    case "ASSIGNED":
-      return field(data, "assignee") ? `${who} assigned it to ${field(data, "assignee")}` : `${who} changed the assignee`;
+    case "ASSIGNED": {
+      const agent = field(data, "to_agent");
+      const user = field(data, "to_user");
+      if (agent) return `${who} assigned it to ${names.get(agent) ?? "an agent"} (agent)`;
+      if (user) return `${who} assigned it to ${names.get(user) ?? "someone"}`;
+      return `${who} unassigned it`;
+    }
     case "RUN":
       return event.run
         ? `Run by ${event.run.agent.name}${event.run.failureCode ? ` (${event.run.failureCode})` : ""}`
@@ -56,6 +61,8 @@ export function describeEvent(event: TimelineItem): string {
 interface Props {
   taskId: string;
   events: TimelineItem[];
+  /** Names of people and agents by id, for events that record only ids. */
+  names?: ReadonlyMap<string, string>;
   mentionables: Mentionable[];
   onChanged: () => void;
   onOpenRun: (runId: string) => void;
@@ -77,7 +84,7 @@ export function threadEvents(events: TimelineItem[]): { top: TimelineItem[]; rep
 }
 
 /** The task's history: comments with threads and reactions, status changes, runs, refusals, no-ops. */
-export function Timeline({ taskId, events, mentionables, onChanged, onOpenRun }: Props) {
+export function Timeline({ taskId, events, names, mentionables, onChanged, onOpenRun }: Props) {
   const { top, replies } = threadEvents(events);
   return (
     <ol className="timeline" aria-label="Timeline" data-testid="timeline">
@@ -97,7 +104,7 @@ export function Timeline({ taskId, events, mentionables, onChanged, onOpenRun }:
             />
           ) : (
             <div>
-              <span>{describeEvent(event)}</span>{" "}
+              <span>{describeEvent(event, names)}</span>{" "}
               {event.run && (
                 <>
                   <span className={runBadgeClass(event.run.status)}>{runStatusLabel(event.run.status)}</span>{" "}

@@ -1,8 +1,8 @@
-"""Where runs execute. The jobs consumer and the real executor come in a later issue.
+"""What the daemon's loops need from an executor, and the stand-in with no runs.
 
-The heartbeat asks the executor for `capacity` and `active_runs`; the control consumer hands it
-cancellations; the daemon drains it on shutdown and before an update. `IdleExecutor` is the
-stand-in until then: it never has runs, so all of that is trivially true.
+The heartbeat asks for `capacity` and `active_runs`; the control consumer hands over
+cancellations; the daemon drains on shutdown and before an update. `IdleExecutor` never has
+runs (a daemon that should not take jobs, and tests of the loops themselves).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class Executor(Protocol):
         ...
 
     def active_runs(self) -> list[ActiveRun]:
-        """The runs executing now (the heartbeat's `active_runs`; the server renews their leases)."""
+        """The runs executing now (heartbeat `active_runs`; the server renews their leases)."""
         ...
 
     async def cancel(self, run_id: uuid.UUID, attempt: int) -> bool:

@@ -1,0 +1,206 @@
+"""The local event spool: every run event is written here before it is published.
+
+SQLite in the daemon's state directory (`spool.db`), two tables:
+
+    events  the run events not yet confirmed by the broker, in the order they were made
+    runs    every attempt this machine claimed: its state (claimed → running → finished), the
+            next event number, and its process group while it runs
+
+An event is deleted once the broker confirms it; whatever is left is published again, in order,
+after a reconnect or a restart. The `runs` table survives a crash, so a restarted daemon knows
+which attempts died with it (and reports them finished) and which deliveries are duplicates.
+WAL with synchronous=NORMAL: a commit survives the process being killed (only power loss can
+take the last commits), which is the failure this spool exists for.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import aiosqlite
+
+from taskmachine.wire.runs import RunFinished, RunOutput, RunStarted
+
+RunEvent = RunStarted | RunOutput | RunFinished
+RunState = Literal["claimed", "running", "finished"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    routing_key TEXT NOT NULL,
+    body BLOB NOT NULL,
+    UNIQUE (run_id, attempt, seq)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    next_seq INTEGER NOT NULL DEFAULT 0,
+    pid INTEGER,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (run_id, attempt)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledEvent:
+    id: int
+    run_id: uuid.UUID
+    attempt: int
+    seq: int
+    kind: str
+    routing_key: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledRun:
+    run_id: uuid.UUID
+    attempt: int
+    state: RunState
+    next_seq: int
+    pid: int | None
+
+
+class Spool:
+    """One daemon's spool; open with `await Spool.open(path)`, close with `close()`."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path) -> Spool:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.executescript(_SCHEMA)
+            await db.commit()
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, path)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def claimed(self, run_id: uuid.UUID, attempt: int) -> bool:
+        """Record a claimed attempt; False if this machine already knew it (a duplicate)."""
+        cursor = await self._db.execute(
+            "INSERT OR IGNORE INTO runs (run_id, attempt, state, next_seq, updated_at) "
+            "VALUES (?, ?, 'claimed', 0, ?)",
+            (str(run_id), attempt, time.time()),
+        )
+        await self._db.commit()
+        return cursor.rowcount == 1
+
+    async def forget(self, run_id: uuid.UUID, attempt: int) -> None:
+        """Drop an attempt whose claim did not happen (refused, or the server was unreachable)."""
+        await self._db.execute(
+            "DELETE FROM runs WHERE run_id = ? AND attempt = ? AND state = 'claimed'",
+            (str(run_id), attempt),
+        )
+        await self._db.commit()
+
+    async def known(self, run_id: uuid.UUID, attempt: int) -> bool:
+        async with self._db.execute(
+            "SELECT 1 FROM runs WHERE run_id = ? AND attempt = ?", (str(run_id), attempt)
+        ) as cursor:
+            return await cursor.fetchone() is not None
+
+    async def set_process(self, run_id: uuid.UUID, attempt: int, pid: int | None) -> None:
+        """Remember the run's process group, so a restarted daemon can end what it left behind."""
+        await self._db.execute(
+            "UPDATE runs SET pid = ?, updated_at = ? WHERE run_id = ? AND attempt = ?",
+            (pid, time.time(), str(run_id), attempt),
+        )
+        await self._db.commit()
+
+    async def append(self, event: RunEvent, routing_key: str) -> int:
+        """Store an event (and advance its run) in one transaction; returns its spool id."""
+        run_id, attempt = str(event.run_id), event.attempt
+        state: RunState = "finished" if isinstance(event, RunFinished) else "running"
+        cursor = await self._db.execute(
+            "INSERT INTO events (run_id, attempt, seq, kind, routing_key, body) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, attempt, event.seq, event.kind, routing_key, event.to_body()),
+        )
+        event_id = cursor.lastrowid
+        await self._db.execute(
+            "INSERT INTO runs (run_id, attempt, state, next_seq, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (run_id, attempt) DO UPDATE SET "
+            "state = excluded.state, next_seq = max(runs.next_seq, excluded.next_seq), "
+            "updated_at = excluded.updated_at",
+            (run_id, attempt, state, event.seq + 1, time.time()),
+        )
+        await self._db.commit()
+        assert event_id is not None
+        return event_id
+
+    async def pending(self, after_id: int = 0, limit: int = 256) -> list[SpooledEvent]:
+        """Unconfirmed events with an id above `after_id`, oldest first."""
+        async with self._db.execute(
+            "SELECT id, run_id, attempt, seq, kind, routing_key, body FROM events "
+            "WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            SpooledEvent(
+                id=row[0],
+                run_id=uuid.UUID(row[1]),
+                attempt=row[2],
+                seq=row[3],
+                kind=row[4],
+                routing_key=row[5],
+                body=bytes(row[6]),
+            )
+            for row in rows
+        ]
+
+    async def count(self) -> int:
+        async with self._db.execute("SELECT count(*) FROM events") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def delete(self, ids: list[int]) -> None:
+        """Forget confirmed events."""
+        if not ids:
+            return
+        await self._db.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in ids])
+        await self._db.commit()
+
+    async def unfinished(self) -> list[SpooledRun]:
+        """Attempts claimed or running that never recorded a finish (the daemon died)."""
+        async with self._db.execute(
+            "SELECT run_id, attempt, state, next_seq, pid FROM runs "
+            "WHERE state != 'finished' ORDER BY updated_at"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            SpooledRun(
+                run_id=uuid.UUID(row[0]), attempt=row[1], state=row[2], next_seq=row[3], pid=row[4]
+            )
+            for row in rows
+        ]
+
+    async def prune(self, older_than_seconds: float) -> int:
+        """Forget finished attempts older than this (kept meanwhile to drop duplicates)."""
+        cursor = await self._db.execute(
+            "DELETE FROM runs WHERE state = 'finished' AND updated_at < ?",
+            (time.time() - older_than_seconds,),
+        )
+        await self._db.commit()
+        return cursor.rowcount

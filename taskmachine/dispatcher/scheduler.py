@@ -1,0 +1,252 @@
+"""Capacity and order: which queued run goes to a machine next, and why the others wait.
+
+A queued run goes when its agent is under its concurrency limit, its task (or chat) has no other
+active run, its runtime is ready (machine online, runtime reported, enabled, daemon not below the
+minimum version) and its machine has a free slot. Among those, higher effective priority first,
+then age; a waiting run gains one level per five minutes (taskmachine.domain.runs), so the lowest
+priority reaches the top within 45 minutes. Dispatch marks the run and records its job in the
+outbox in one transaction; the relay publishes it after the commit.
+
+A dispatch is a conditional update (queued → dispatched), so two schedulers never send one run
+twice; the in-memory counters make one pass consistent, and a later pass corrects any overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskmachine.db import SessionFactory
+from taskmachine.domain import machines as machine_domain
+from taskmachine.domain import runs as run_domain
+from taskmachine.domain.events import emit, kick, run_topic
+from taskmachine.live import LiveHub
+from taskmachine.models import (
+    Agent,
+    Machine,
+    MachineStatus,
+    OutboxMessage,
+    Run,
+    RunStatus,
+    Runtime,
+    utcnow,
+)
+from taskmachine.settings import Settings
+from taskmachine.wire import topology
+from taskmachine.wire.runs import RunJob, RunLimits
+
+log = logging.getLogger("taskmachine.scheduler")
+
+BATCH = 1000
+
+
+def runtime_blocker(
+    runtime: Runtime | None, machine: Machine | None, settings: Settings, now: datetime
+) -> str | None:
+    """Why a runtime cannot take new work, or None when it is ready."""
+    if runtime is None or machine is None:
+        return "the agent has no runtime"
+    fresh = machine.last_heartbeat_at is not None and machine.last_heartbeat_at >= now - timedelta(
+        seconds=settings.machine_online_window_seconds
+    )
+    if machine.status is not MachineStatus.ONLINE or not fresh:
+        return f"runtime offline ({machine.name} is not checking in)"
+    if runtime.last_reported_at is None or runtime.last_reported_at < machine.last_heartbeat_at:  # type: ignore[operator]
+        return f"{runtime.name} is no longer reported by {machine.name}"
+    if not runtime.available:
+        return f"{runtime.name} on {machine.name} does not run"
+    if not runtime.enabled:
+        return f"{runtime.name} on {machine.name} is not enabled for agents"
+    if not machine_domain.may_take_work(machine, settings):
+        return f"{machine.name} needs a tama update"
+    return None
+
+
+def render_job(run: Run, settings: Settings, runtime: Runtime, agent: Agent) -> RunJob:
+    subject = run.task_id or run.chat_id
+    assert subject is not None
+    return RunJob(
+        run_id=run.id,
+        attempt=run.attempt,
+        workspace_id=run.workspace_id,
+        subject_id=subject,
+        subject_kind="task" if run.task_id else "chat",
+        runtime=runtime.name,
+        model=agent.model,
+        reasoning_level=agent.reasoning_level,
+        prompt=run.compiled_prompt or run.input or "(no instructions)",
+        resume_session_id=run.resume_session_id,
+        permission="full_auto" if run.permission == "full_auto" else "safe",
+        run_token="-",  # the relay puts the derived token in at publish time; never stored
+        api_url=settings.public_url,
+        skills=[],
+        limits=RunLimits(
+            hard_timeout_seconds=settings.run_hard_timeout_seconds,
+            idle_timeout_seconds=settings.run_idle_timeout_seconds,
+            cancel_grace_seconds=settings.cancel_grace_seconds,
+        ),
+        clean_worktree=run.clean_worktree,
+        dispatched_at=utcnow(),
+    )
+
+
+JobRenderer = Callable[[Run, Settings, Runtime, Agent], RunJob]
+
+
+async def schedule_once(session: AsyncSession, settings: Settings, render: JobRenderer = render_job) -> int:
+    now = utcnow()
+    queued = list(
+        (
+            await session.scalars(
+                sa.select(Run).where(Run.status == RunStatus.QUEUED).order_by(Run.id).limit(BATCH)
+            )
+        ).all()
+    )
+    if not queued:
+        return 0
+    on_machine = (
+        await session.execute(
+            sa.select(Run.agent_id, Run.task_id, Run.chat_id, Run.machine_id).where(
+                Run.status.in_(run_domain.ON_MACHINE)
+            )
+        )
+    ).all()
+    agent_load = Counter(row.agent_id for row in on_machine)
+    machine_load = Counter(row.machine_id for row in on_machine)
+    busy_subjects = {row.task_id for row in on_machine if row.task_id} | {
+        row.chat_id for row in on_machine if row.chat_id
+    }
+    agents = {
+        a.id: a
+        for a in (
+            await session.scalars(sa.select(Agent).where(Agent.id.in_({r.agent_id for r in queued})))
+        ).all()
+    }
+    runtime_ids = {r.runtime_id for r in queued if r.runtime_id}
+    runtimes = {
+        rt.id: rt for rt in (await session.scalars(sa.select(Runtime).where(Runtime.id.in_(runtime_ids)))).all()
+    }
+    machines = {
+        mc.id: mc
+        for mc in (
+            await session.scalars(
+                sa.select(Machine).where(Machine.id.in_({rt.machine_id for rt in runtimes.values()}))
+            )
+        ).all()
+    }
+    order = sorted(queued, key=lambda r: (-run_domain.effective_priority(r, now), r.id))
+    dispatched = 0
+    position = 0
+    for run in order:
+        agent = agents.get(run.agent_id)
+        runtime = runtimes.get(run.runtime_id) if run.runtime_id else None
+        machine = machines.get(runtime.machine_id) if runtime else None
+        subject = run.task_id or run.chat_id
+        reason: str | None
+        if agent is None or agent.archived_at is not None:
+            reason = "the agent is archived"
+        elif (reason := runtime_blocker(runtime, machine, settings, now)) is not None:
+            pass
+        elif subject in busy_subjects:
+            reason = "task busy: another run is active" if run.task_id else "chat busy: a turn is running"
+        elif agent_load[agent.id] >= agent.concurrency_limit:
+            reason = f"agent at {agent_load[agent.id]}/{agent.concurrency_limit}"
+        elif machine is not None and machine_load[machine.id] >= max(machine.capacity, 1):
+            reason = f"{machine.name} at {machine_load[machine.id]}/{max(machine.capacity, 1)}"
+        if reason is None:
+            assert agent is not None and runtime is not None and machine is not None
+            if await _dispatch(session, run, agent, runtime, machine, settings, render):
+                dispatched += 1
+                agent_load[agent.id] += 1
+                machine_load[machine.id] += 1
+                if subject is not None:
+                    busy_subjects.add(subject)
+            continue
+        position += 1
+        # Waiting behind a run of the same task is where its follow-up belongs.
+        if subject is not None:
+            busy_subjects.add(subject)
+        if run.queue_reason != reason or run.queue_position != position:
+            run.queue_reason = reason
+            run.queue_position = position
+            emit(session, run_topic(run.id), {"kind": "queue", "reason": reason, "position": position})
+    return dispatched
+
+
+async def _dispatch(
+    session: AsyncSession,
+    run: Run,
+    agent: Agent,
+    runtime: Runtime,
+    machine: Machine,
+    settings: Settings,
+    render: JobRenderer,
+) -> bool:
+    taken = await session.scalar(
+        sa.update(Run)
+        .where(Run.id == run.id, Run.status == RunStatus.QUEUED)
+        .values(machine_id=machine.id)
+        .returning(Run.id)
+    )
+    if taken is None:
+        return False
+    run.machine_id = machine.id
+    run_domain.transition(session, run, RunStatus.DISPATCHED, f"sent to {machine.name}")
+    job = render(run, settings, runtime, agent)
+    session.add(
+        OutboxMessage(
+            exchange=topology.JOBS_EXCHANGE,
+            routing_key=topology.machine_routing_key(str(machine.id)),
+            body=job.to_body(),
+            priority=run_domain.effective_priority(run, utcnow()),
+            headers={"run_id": str(run.id), "attempt": run.attempt},
+            run_id=run.id,
+        )
+    )
+    kick(session, "relay")
+    return True
+
+
+class Scheduler:
+    """Runs a pass when kicked (a run queued or finished, a machine changed) and every second."""
+
+    def __init__(self, settings: Settings, session_factory: SessionFactory, hub: LiveHub) -> None:
+        self.settings = settings
+        self.session_factory = session_factory
+        self.hub = hub
+        self._task: asyncio.Task[None] | None = None
+
+    async def pass_once(self) -> int:
+        async with self.session_factory() as session:
+            count = await schedule_once(session, self.settings)
+            await session.commit()
+        return count
+
+    async def _loop(self) -> None:
+        wake = self.hub.kick_event("dispatch")
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=1.0)
+            wake.clear()
+            try:
+                await self.pass_once()
+            except Exception:  # a failed pass must not stop scheduling
+                log.exception("scheduling pass failed")
+                await asyncio.sleep(0.5)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
