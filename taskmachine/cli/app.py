@@ -105,6 +105,15 @@ def _register_commands() -> None:
     app.command("update")(update.update_command)
     app.add_typer(daemon.app, name="daemon")
 
+    # The agent's commands inside a run (authenticated by TASKMACHINE_RUN_TOKEN).
+    from taskmachine.cli.agent import approvals, chat, memory, questions, tasks
+
+    app.add_typer(tasks.app, name="tasks")
+    app.add_typer(memory.app, name="memory")
+    app.add_typer(questions.app, name="questions")
+    app.add_typer(approvals.app, name="approvals")
+    app.add_typer(chat.app, name="chat")
+
 
 _register_commands()
 

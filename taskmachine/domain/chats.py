@@ -52,4 +52,8 @@ async def post_message(
     session.add(message)
     await session.flush()
     emit(session, chat_topic(chat.id), {"message_id": str(message.id)})
+    from taskmachine.loop.triggers import on_chat_message  # the loop builds on the domain
+
+    await on_chat_message(session, message)
+    await session.flush()
     return message

@@ -66,6 +66,10 @@ async def post_comment(
         comment_id=comment.id,
     )
     await session.flush()
+    from taskmachine.loop.triggers import on_comment  # the loop builds on the domain
+
+    await on_comment(session, comment)
+    await session.flush()
     return comment
 
 
@@ -109,4 +113,15 @@ async def react(
         comment_id=comment.id,
     )
     await session.flush()
+    if on:
+        from taskmachine.loop.triggers import on_reaction  # the loop builds on the domain
+
+        await on_reaction(
+            session,
+            comment,
+            emoji,
+            user_id=None if principal.is_agent else principal.user_id,
+            agent_id=principal.agent_id,
+        )
+        await session.flush()
     return comment

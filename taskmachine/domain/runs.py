@@ -304,6 +304,9 @@ async def finished(
         _on_task_timeline(session, run, task, {"status": "failed", "failure_code": "timeout", "attempt": run.attempt})
     else:
         await retry_or_fail(session, run, failure_code or "cli_error", error)
+    from taskmachine.loop.aftermath import after_run  # the loop builds on the domain
+
+    await after_run(session, run)
 
 
 async def fail_unclaimed(session: AsyncSession, run: Run) -> None:

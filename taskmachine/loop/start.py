@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskmachine.domain import runs as run_domain
+from taskmachine.loop.guards import join_follow_up, session_to_resume, waiting_follow_up
 from taskmachine.loop.prompt import PromptParts, compile_full, compile_resumed
 from taskmachine.models import Agent, Goal, Project, Run, Task, TriggerKind
 
@@ -44,10 +45,12 @@ async def start_run(
     chat_id: uuid.UUID | None = None,
     thread_comment_id: uuid.UUID | None = None,
     runtime_id: uuid.UUID | None = None,
-    resume_session_id: str | None = None,
     priority: int | None = None,
     follows_run_id: uuid.UUID | None = None,
+    resume: bool = True,
+    resume_session_id: str | None = None,
 ) -> Run:
+    """Acting agent → runtime → compiled prompt → recorded run (or the waiting follow-up)."""
     runtime = await select_runtime(agent, runtime_id)
     parts = PromptParts(
         agent_name=agent.name,
@@ -58,8 +61,20 @@ async def start_run(
         context=context,
         trigger_input=trigger_input,
     )
-    resumable = resume_session_id is not None and runtime is not None
-    prompt = compile_resumed(parts) if resumable else compile_full(parts)
+    waiting = await waiting_follow_up(
+        session, agent_id=agent.id, task_id=task.id if task else None, chat_id=chat_id
+    )
+    if waiting is not None:
+        return join_follow_up(session, waiting, trigger_input, parts)
+    resume_id = resume_session_id if runtime else None
+    resume_id = resume_id or (
+        await session_to_resume(
+            session, agent, runtime, thread_comment_id=thread_comment_id, chat_id=chat_id
+        )
+        if resume
+        else None
+    )
+    prompt = compile_resumed(parts) if resume_id else compile_full(parts)
     if priority is None:
         priority = run_domain.AMQP_PRIORITY[task.priority] if task else run_domain.CHAT_PRIORITY
     return run_domain.new_run(
@@ -74,7 +89,7 @@ async def start_run(
         chat_id=chat_id,
         thread_comment_id=thread_comment_id,
         follows_run_id=follows_run_id,
-        session_id=resume_session_id if resumable else None,
+        session_id=resume_id,
     )
 
 

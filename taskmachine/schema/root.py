@@ -14,11 +14,11 @@ from taskmachine.domain.errors import DomainError
 from taskmachine.schema.errors import ErrorCodes
 from taskmachine.schema.extensions import OperationScopeExtension
 from taskmachine.schema.limits import CostLimit
-from taskmachine.schema.ops import agents, fleet, people, runs, talk, work
+from taskmachine.schema.ops import agent_actions, agents, fleet, people, runs, talk, work
 from taskmachine.schema.subscriptions import FleetSubscription, TaskSubscription
 from taskmachine.settings import Settings
 
-DOMAINS = (people, agents, work, talk, runs, fleet)
+DOMAINS = (people, agents, work, talk, runs, fleet, agent_actions)
 
 Query = merge_types("Query", tuple(d.Query for d in DOMAINS))
 Mutation = merge_types("Mutation", tuple(d.Mutation for d in DOMAINS if hasattr(d, "Mutation")))

@@ -360,7 +360,9 @@ def argument_cases(w: World) -> list[Item]:
         Case("tagged agent id that is not a UUID", tag_agents, {"v": ["nope"]}, field="agentIds"),
         Case("filter id that is not a UUID", tasks % 'filter: {assigneeUserId: "x"}', field="assigneeUserId"),
         Case("team member id that is not a UUID", 'mutation($team: ID!) { updateTeam(id: $team, team: {memberAgentIds: ["x"]}) { id } }', field="memberAgentIds"),
+        Case("run id that is not a UUID", 'mutation { cancelRun(id: "run-1") { id } }', field="id"),
         Case("an id of nothing", "query($v: ID!) { task(id: $v) { id } }", {"v": _new_id()}, code="NOT_FOUND"),
+        Case("a run that does not exist", "mutation($v: ID!) { retryRun(id: $v) { id } }", {"v": _new_id()}, code="NOT_FOUND"),
         Case("an assignee that does not exist", "mutation($task: ID!, $v: ID!) { assignTask(input: {taskId: $task, agentId: $v}) { id } }", {"v": _new_id()}, code="NOT_FOUND", field="agentId"),
         Case("a person and an agent at once", "mutation($task: ID!, $agent: ID!, $v: ID!) { assignTask(input: {taskId: $task, agentId: $agent, userId: $v}) { id } }", {"v": _new_id()}, field="agentId"),
         # Numbers out of range.

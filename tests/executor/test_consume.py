@@ -270,3 +270,18 @@ async def test_drain_lets_runs_finish_then_stops_the_rest(
     assert event_log.of(waiting.run_id) == []
     assert await _queue_depth(admin_connection, jobs_queue(harness.machine.id)) == 1
     assert all(isinstance(f, RunFinished) for f in harness.executor.finished)
+
+
+async def test_after_a_drain_that_did_not_end_the_daemon_jobs_are_taken_again(
+    tmp_path: Path, make_harness: MakeHarness, publish_job: Publish, event_log: EventLog
+) -> None:
+    harness = await make_harness(adapter_factory=adapter_for(fake_cli(tmp_path, "claude_ok.sh")))
+    await harness.executor.drain(timeout=1)
+    job = make_job()
+    await publish_job(job)
+    await asyncio.sleep(0.3)
+    assert event_log.of(job.run_id) == []
+
+    await harness.executor.resume()  # e.g. the update it drained for failed
+
+    assert (await event_log.finished(job.run_id)).outcome == "succeeded"

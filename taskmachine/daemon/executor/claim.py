@@ -59,12 +59,19 @@ class HttpClaimer:
     refuses it); `HttpClaimer.with_token` makes one from a URL and a token.
     """
 
-    def __init__(self, source: GraphQLSource) -> None:
+    def __init__(self, source: GraphQLSource, *, owned: ApiClient | None = None) -> None:
         self._source = source
+        self._owned = owned
 
     @classmethod
     def with_token(cls, api_url: str, token: str) -> HttpClaimer:
-        return cls(_TokenSource(ApiClient(api_url), token))
+        client = ApiClient(api_url)
+        return cls(_TokenSource(client, token), owned=client)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client this claimer made itself (with_token); the daemon's is its own."""
+        if self._owned is not None:
+            await self._owned.aclose()
 
     async def claim(self, run_id: uuid.UUID, attempt: int) -> bool:
         variables = {"runId": str(run_id), "attempt": attempt}

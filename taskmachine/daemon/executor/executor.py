@@ -105,6 +105,7 @@ class RunExecutor:
         self._slot_freed = asyncio.Event()
         self._draining = asyncio.Event()
         self._consumer: asyncio.Task[None] | None = None
+        self._jobs: tuple[AbstractChannel, AbstractQueue] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._start_lock = asyncio.Lock()
         # What the runs reported, newest last (logs and tests read it).
@@ -148,17 +149,31 @@ class RunExecutor:
             assert self._publisher is not None
             events = await connection.channel(publisher_confirms=True)
             self._publisher.attach(await open_events_exchange(events))
-            if self._draining.is_set():
-                return
             jobs = await connection.channel()
             queues = await open_machine_queues(jobs, self._machine_id)
             if self._consumer is not None:
                 self._consumer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._consumer
-            self._consumer = asyncio.create_task(
-                self._consume(jobs, queues.jobs), name="tama-jobs-consumer"
-            )
+                self._consumer = None
+            self._jobs = (jobs, queues.jobs)
+            if not self._draining.is_set():
+                self._start_consumer()
+
+    def _start_consumer(self) -> None:
+        if self._jobs is None or self._jobs[0].is_closed:
+            return  # the next start(connection) consumes
+        self._consumer = asyncio.create_task(self._consume(*self._jobs), name="tama-jobs-consumer")
+
+    async def resume(self) -> None:
+        """Take jobs again after a drain that did not end the daemon (an update that failed)."""
+        if not self._draining.is_set():
+            return
+        if self._consumer is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._consumer
+        self._draining.clear()
+        self._start_consumer()
 
     async def _open_spool(self) -> None:
         spool = await Spool.open(self._config.state_dir / SPOOL_FILENAME)

@@ -162,7 +162,12 @@ class Run:
         await self._emit(
             RunStarted(run_id=job.run_id, attempt=job.attempt, seq=self._next_seq(), sent_at=_now())
         )
-        ending = await self._work()
+        try:
+            ending = await self._work()
+        except Exception as exc:
+            # A bug or a broken spool must still end the run with a report, not leave it hanging.
+            log.exception("run %s failed inside the daemon", job.run_id)
+            ending = _Ending("failed", failure_code="daemon_error", error=type(exc).__name__)
         stat: str | None = None
         if self.folder is not None and self.folder.base is not None:
             try:
