@@ -511,6 +511,9 @@ async def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.queries < 300:
         parser.error("--queries must be at least 300 for a meaningful p99")
+    # The figures depend on what else the machine is doing: say so beside them.
+    cores, load = os.cpu_count() or 0, os.getloadavg()[0]
+    print(f"machine: {cores} cores, load average {load:.2f} at start, gc.freeze: {args.gc_freeze}")
     figures: dict[str, float] = {}
     for backend in args.backends.split(","):
         if backend not in TAG_AGGREGATE:
@@ -519,6 +522,9 @@ async def main(argv: list[str]) -> int:
     required = [f"board_{p}_ms_{b}" for b in ("sqlite", "postgres") for p in ("p50", "p99")]
     ordered = {k: figures[k] for k in required if k in figures}
     ordered.update({k: v for k, v in figures.items() if k not in ordered})
+    ordered.update(
+        cores=cores, load_avg_start=round(load, 2), load_avg_end=round(os.getloadavg()[0], 2)
+    )
     print(json.dumps(ordered))
     return 0
 

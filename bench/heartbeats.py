@@ -118,11 +118,43 @@ def cpu_ticks(pid: int) -> tuple[int, int]:
     return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
 
 
-def box_ticks() -> tuple[int, int]:
-    """(busy, total) clock ticks of the whole machine, from /proc/stat."""
+def box_busy_ticks() -> int:
+    """Busy clock ticks of the whole machine (all CPUs), from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
+    return sum(values) - values[3] - values[4]
+
+
+def broker_pids() -> list[int]:
+    """The local RabbitMQ (Erlang VM) processes, to tell the broker's CPU apart."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "beam.smp":
+                    found.append(int(entry.name))
+    return found
+
+
+class CpuMeter:
+    """CPU of named groups of processes over a window, in % of one core; "others" is whatever
+    else ran on the box meanwhile (other people's work shares these CPUs)."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = {"bench": [os.getpid()], "broker": broker_pids(), **groups}
+        self._start = self._sample()
+        self._started_at = time.monotonic()
+
+    def _sample(self) -> dict[str, int]:
+        ticks = {name: sum(cpu_ticks(pid)[0] for pid in pids) for name, pids in self.groups.items()}
+        ticks["box"] = box_busy_ticks()
+        return ticks
+
+    def read(self) -> dict[str, float]:
+        end, seconds = self._sample(), time.monotonic() - self._started_at
+        used = {k: (end[k] - self._start[k]) / CLK_TCK / seconds * 100 for k in end}
+        ours = sum(v for k, v in used.items() if k != "box")
+        used["others"] = max(0.0, used.pop("box") - ours)
+        return used
 
 
 def status_kb(pid: int, key: str) -> int:
@@ -315,6 +347,10 @@ class Publishers:
             raise RuntimeError(f"a publisher did not start: {failed[0]!r}")
         return cls(children)
 
+    @property
+    def pids(self) -> list[int]:
+        return [c.process.pid for c in self.children]
+
     async def set_rate(self, total: float) -> None:
         share = total / len(self.children)
         await asyncio.gather(*(c.ask(f"rate {share}") for c in self.children))
@@ -400,8 +436,7 @@ class Step:
     ingested: int
     backlog_start: int
     backlog_end: int
-    server_cpu_pct: float | None
-    box_cpu_pct: float
+    cpu: dict[str, float]
     api_ms: list[float] = field(default_factory=list)
 
     @property
@@ -423,19 +458,23 @@ class Step:
         return self.published_per_s < 0.95 * self.offered
 
     def row(self) -> str:
-        server = "" if self.server_cpu_pct is None else f"{self.server_cpu_pct:5.0f} %"
+        cpu = " ".join(f"{self.cpu.get(k, 0.0):4.0f}" for k in CPU_COLUMNS)
         api = ""
         if self.api_ms:
             p50, p99 = p50_p99(self.api_ms)
-            api = f"{p50:7.1f} / {p99:6.1f} ms (n={len(self.api_ms)})"
+            api = f"{p50:6.1f} / {p99:6.1f} ms (n={len(self.api_ms)})"
         note = " behind" if self.behind else (" load-limited" if self.load_limited else "")
         return (
-            f"  {self.offered:>7}/s {self.published_per_s:>9.0f}/s {self.ingested_per_s:>9.0f}/s "
-            f"{self.backlog_end:>8} {server:>7} {self.box_cpu_pct:5.0f} %  {api}{note}"
+            f"  {self.offered:>7}/s {self.published_per_s:>8.0f}/s {self.ingested_per_s:>8.0f}/s "
+            f"{self.backlog_end:>7}  {cpu}  {api}{note}"
         )
 
 
-HEADER = "    offered  published   ingested  backlog  server    box  API p50 / p99"
+CPU_COLUMNS = ("server", "consumer", "broker", "load", "others")
+HEADER = (
+    "    offered  published  ingested  backlog  "
+    "CPU % of a core: server consumer broker load others   API p50 / p99"
+)
 
 
 async def staircase(
@@ -444,7 +483,7 @@ async def staircase(
     publishers: Publishers,
     ingested: Callable[[], Awaitable[int]],
     queue: EventsQueue,
-    server_pid: int | None = None,
+    pids: dict[str, list[int]],
     probe: ApiProbe | None = None,
 ) -> list[Step]:
     """Each rate for `window` seconds after a warm-up; stop after the first step that falls
@@ -459,14 +498,13 @@ async def staircase(
             (p0, _), c0, b0 = await asyncio.gather(
                 publishers.published(), ingested(), queue.ready()
             )
-            t0, box0 = loop.time(), box_ticks()
-            s0 = cpu_ticks(server_pid)[0] if server_pid else 0
+            t0 = loop.time()
+            meter = CpuMeter(pids)
             await asyncio.sleep(window)
             (p1, failed), c1, b1 = await asyncio.gather(
                 publishers.published(), ingested(), queue.ready()
             )
-            t1, box1 = loop.time(), box_ticks()
-            s1 = cpu_ticks(server_pid)[0] if server_pid else 0
+            t1, cpu = loop.time(), meter.read()
             if failed:
                 raise RuntimeError(f"{failed} heartbeat publishes failed")
             step = Step(
@@ -476,8 +514,7 @@ async def staircase(
                 ingested=c1 - c0,
                 backlog_start=b0,
                 backlog_end=b1,
-                server_cpu_pct=(s1 - s0) / CLK_TCK / (t1 - t0) * 100 if server_pid else None,
-                box_cpu_pct=(box1[0] - box0[0]) / max(1, box1[1] - box0[1]) * 100,
+                cpu=cpu,
                 api_ms=probe.between(t0, t1) if probe else [],
             )
             steps.append(step)
@@ -820,7 +857,8 @@ async def bench_floor(
             async def consumed() -> int:
                 return int((await consumer.ask("count"))["count"])
 
-            return await staircase(args.rates, args.window, publishers, consumed, queue)
+            pids = {"consumer": [consumer.process.pid], "load": publishers.pids}
+            return await staircase(args.rates, args.window, publishers, consumed, queue, pids)
         finally:
             await publishers.stop()
     finally:
@@ -888,7 +926,7 @@ async def bench_backend(
                             publishers,
                             server.heartbeats_written,
                             queue,
-                            server.pid,
+                            {"server": [server.pid], "load": publishers.pids},
                             probe,
                         )
                 finally:
@@ -943,8 +981,7 @@ def report(floor: list[Step], results: list[BackendResult], machines: int) -> di
         figures[f"api_p50_ms{suffix}"] = round(p50, 1)
         figures[f"floor_api_p50_ms{suffix}"] = round(idle50, 1)
         figures[f"floor_api_p99_ms{suffix}"] = round(idle99, 1)
-        if top.server_cpu_pct is not None:
-            figures[f"server_cpu_pct{suffix}"] = round(top.server_cpu_pct)
+        figures[f"server_cpu_pct{suffix}"] = round(top.cpu["server"])
         if result.daemon is not None:
             d = result.daemon
             print(
@@ -972,7 +1009,7 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--rates", default="1000,2000,3000,4000,6000,8000")
     parser.add_argument("--window", type=float, default=10.0, help="seconds measured per step")
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--daemon-seconds", type=float, default=45.0)
+    parser.add_argument("--daemon-seconds", type=float, default=45.0, help="0 skips the daemon")
     parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
     args = parser.parse_args(argv)
     try:
@@ -984,8 +1021,8 @@ async def main(argv: list[str]) -> int:
         parser.error(f"unknown backend {unknown[0]!r}: sqlite or postgres")
     if not 1 <= args.machines <= 5000 or not 1 <= args.publishers <= 16:
         parser.error("--machines must be 1-5000 and --publishers 1-16")
-    if args.window < 3 or args.daemon_seconds < 10 or min(args.rates) <= 0:
-        parser.error("--window at least 3 s, --daemon-seconds at least 10 s, rates positive")
+    if args.window < 3 or 0 < args.daemon_seconds < 10 or min(args.rates) <= 0:
+        parser.error("--window at least 3 s, --daemon-seconds 0 (skip) or at least 10, rates > 0")
 
     runtimes = await detect_runtimes()
     made: set[str] = set()
@@ -999,7 +1036,14 @@ async def main(argv: list[str]) -> int:
                 for n, backend in enumerate(backends):
                     results.append(
                         await bench_backend(
-                            backend, vhost, args, runtimes, made, queue, Path(tmp), n == 0
+                            backend,
+                            vhost,
+                            args,
+                            runtimes,
+                            made,
+                            queue,
+                            Path(tmp),
+                            with_daemon=n == 0 and args.daemon_seconds > 0,
                         )
                     )
             finally:

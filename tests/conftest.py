@@ -266,5 +266,7 @@ async def machine_server(broker_settings: Settings) -> AsyncIterator[RunningServ
     running = await start_server(
         broker_settings, ServerOptions(migrate_on_start=False, components=[Dispatcher()])
     )
+    # Jobs tell the run's `tama` where the API is: this test server, not the default address.
+    running.settings.__dict__["public_url"] = running.url
     yield running
     await stop_server(running)

@@ -31,7 +31,7 @@ from taskmachine.daemon.config import ConfigError, MachineConfig
 from taskmachine.daemon.control import ControlConsumer
 from taskmachine.daemon.detect import RuntimeDetector
 from taskmachine.daemon.detection_loop import DetectionLoop
-from taskmachine.daemon.executor import Executor, IdleExecutor
+from taskmachine.daemon.executor import Executor
 from taskmachine.daemon.heartbeat import HeartbeatLoop
 from taskmachine.daemon.updater import UpdateError, install_release
 from taskmachine.wire.control import UpdateRequest
@@ -55,6 +55,18 @@ class ConnectedExecutor(Protocol):
         ...
 
 
+def _run_executor(cfg: MachineConfig) -> Executor:
+    """The real executor: claims go through the machine's own (refreshing) credentials."""
+    from taskmachine.daemon.api import ApiClient
+    from taskmachine.daemon.config import config_path
+    from taskmachine.daemon.credentials import MachineCredentials
+    from taskmachine.daemon.executor import HttpClaimer, RunExecutor
+
+    assert cfg.machine_id is not None
+    credentials = MachineCredentials(cfg, ApiClient(cfg.api_url), config_file=config_path())
+    return RunExecutor(cfg, cfg.machine_id, HttpClaimer(credentials))
+
+
 @dataclass
 class _Ending:
     code: int
@@ -74,7 +86,7 @@ class Daemon:
         self.cfg = cfg
         self.machine_id = cfg.machine_id
         interval = cfg.heartbeat_interval_seconds
-        self.executor: Executor = executor or IdleExecutor(cfg.max_concurrency)
+        self.executor: Executor = executor or _run_executor(cfg)
         self.detection = DetectionLoop(
             detector or RuntimeDetector(runtime_paths=cfg.runtime_paths), interval
         )
@@ -132,6 +144,10 @@ class Daemon:
             result = await install_release(self.cfg, version)
         except UpdateError as exc:
             log.error("update to %s failed: %s", target, exc)
+            # The machine takes work again on the version it has.
+            resume = getattr(self.executor, "resume", None)
+            if resume is not None:
+                await resume()
             # 64 characters fit: the version first, then as much of the reason as fits.
             self.heartbeat.set_update_status(f"failed: {version or 'newest'}: {exc}")
             return

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskmachine.domain.events import emit, run_topic
 from taskmachine.loop.prompt import PromptParts, compile_full, compile_resumed
-from taskmachine.models import Agent, Run, RunStatus, utcnow
+from taskmachine.models import Agent, Comment, Run, RunStatus, utcnow
 
 SESSION_TTL = timedelta(hours=24)
 
@@ -56,7 +56,15 @@ async def session_to_resume(
     """The CLI session of this agent's last turn in the thread or chat, if it can be resumed."""
     if runtime_id is None or (thread_comment_id is None and chat_id is None):
         return None
-    where = Run.thread_comment_id == thread_comment_id if thread_comment_id else Run.chat_id == chat_id
+    if thread_comment_id is not None:
+        # The thread's turns, and the run that wrote its root comment (e.g. an assignment run
+        # whose comment a person answered).
+        root_run = await session.scalar(sa.select(Comment.run_id).where(Comment.id == thread_comment_id))
+        where = Run.thread_comment_id == thread_comment_id
+        if root_run is not None:
+            where = sa.or_(where, Run.id == root_run)
+    else:
+        where = Run.chat_id == chat_id
     last = await session.scalar(
         sa.select(Run)
         .where(where, Run.agent_id == agent.id, Run.session_id.is_not(None))

@@ -45,14 +45,22 @@ def base_env(home: Path) -> dict[str, str]:
     return env
 
 
-async def tama(*args: str, env: dict[str, str], stdin: str | None = None, cwd: Path | None = None) -> Result:
+async def tama(
+    *args: str, env: dict[str, str], stdin: str | None = None, cwd: Path | None = None
+) -> Result:
     assert TAMA.exists(), f"{TAMA} is missing: pip install -e . in the virtualenv"
     proc = await asyncio.create_subprocess_exec(
-        str(TAMA), *args, env=env, cwd=cwd,
+        str(TAMA),
+        *args,
+        env=env,
+        cwd=cwd,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), 30)
+    out, err = await asyncio.wait_for(
+        proc.communicate(stdin.encode() if stdin is not None else None), 30
+    )
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())
 
@@ -96,7 +104,9 @@ async def agent_run(machine_server: RunningServer, tmp_path: Path) -> AsyncItera
         await fleet.daemon.__aexit__()
 
 
-CREATE_CHAT = "mutation($w: ID!, $a: ID!) { createChat(workspaceId: $w, agentId: $a, title: \"Help\") { id } }"
+CREATE_CHAT = (
+    'mutation($w: ID!, $a: ID!) { createChat(workspaceId: $w, agentId: $a, title: "Help") { id } }'
+)
 SEND = "mutation($c: ID!, $b: String!) { sendChatMessage(chatId: $c, body: $b) { id } }"
 
 
@@ -106,15 +116,21 @@ async def chat_run(machine_server: RunningServer, tmp_path: Path) -> AsyncIterat
     fleet = await ready_fleet(machine_server)
     try:
         inbox = await JobInbox(fleet).open()
-        chat = await machine_server.ok(CREATE_CHAT, {"w": fleet.who.workspace_id, "a": fleet.agent_id}, fleet.who.token)
+        chat = await machine_server.ok(
+            CREATE_CHAT, {"w": fleet.who.workspace_id, "a": fleet.agent_id}, fleet.who.token
+        )
         chat_id = chat["createChat"]["id"]
-        await machine_server.ok(SEND, {"c": chat_id, "b": "What does the login bug look like?"}, fleet.who.token)
+        await machine_server.ok(
+            SEND, {"c": chat_id, "b": "What does the login bug look like?"}, fleet.who.token
+        )
         yield await _dispatched(machine_server, fleet, inbox, chat_id, tmp_path)
     finally:
         await fleet.daemon.__aexit__()
 
 
-async def _dispatched(server: RunningServer, fleet: Fleet, inbox: JobInbox, subject_id: str, tmp_path: Path) -> AgentRun:
+async def _dispatched(
+    server: RunningServer, fleet: Fleet, inbox: JobInbox, subject_id: str, tmp_path: Path
+) -> AgentRun:
     job, message = await inbox.next()
     await message.ack()
     assert job["subject_id"] == subject_id

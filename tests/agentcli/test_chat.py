@@ -16,7 +16,9 @@ async def test_chat_reply_posts_in_the_runs_chat(chat_run: AgentRun) -> None:
     text = await chat_run.tama("chat", "reply", "--chat", chat_id, "-", stdin="Want me to fix it?")
     assert text.code == 0 and text.stdout.startswith("Sent to the chat (message ")
 
-    messages = [e["node"] for e in (await chat_run.owner(MESSAGES, {"c": chat_id}))["chatMessages"]["edges"]]
+    messages = [
+        e["node"] for e in (await chat_run.owner(MESSAGES, {"c": chat_id}))["chatMessages"]["edges"]
+    ]
     assert [(m["body"], m["author"]["__typename"]) for m in messages] == [
         ("What does the login bug look like?", "User"),
         ("- It logs you out after **one** minute.", "Agent"),

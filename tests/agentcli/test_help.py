@@ -42,12 +42,17 @@ async def test_every_command_has_help_with_json_output(tmp_path: Path) -> None:
 
 async def test_each_group_lists_its_commands_and_the_exit_codes(tmp_path: Path) -> None:
     env = base_env(tmp_path)
-    results = await asyncio.gather(*(tama(group, "--help", env=env) for group in GROUPS), tama("--help", env=env))
+    results = await asyncio.gather(
+        *(tama(group, "--help", env=env) for group in GROUPS), tama("--help", env=env)
+    )
     for group, result in zip(GROUPS, results, strict=False):
         text = flat(result)
         for command in (cmd for grp, cmd in COMMANDS if grp == group):
             assert command in text, (group, command)
-        assert "Exit codes: 0 ok; 1 other error; 2 bad input (fix the arguments); 3 not allowed" in text, text
+        assert (
+            "Exit codes: 0 ok; 1 other error; 2 bad input (fix the arguments); 3 not allowed"
+            in text
+        ), text
         assert "4 not found (check the id); 5 server unreachable (retry shortly)" in text
     top = flat(results[-1])
     assert all(group in top for group in GROUPS)

@@ -28,17 +28,31 @@ async def test_comment_and_reply_land_on_the_task_as_the_agent(agent_run: AgentR
     posted = await agent_run.tama("tasks", "comment", "Looking into the **login** bug.", "--json")
     assert posted.code == 0, posted.stderr
     comment = posted.json()
-    assert comment["body"] == "Looking into the **login** bug." and comment["taskId"] == agent_run.task_id
-    assert comment["author"] == {"__typename": "Agent", "id": agent_run.fleet.agent_id, "name": "Coder", "handle": "coder"}
+    assert (
+        comment["body"] == "Looking into the **login** bug."
+        and comment["taskId"] == agent_run.task_id
+    )
+    assert comment["author"] == {
+        "__typename": "Agent",
+        "id": agent_run.fleet.agent_id,
+        "name": "Coder",
+        "handle": "coder",
+    }
 
-    reply = await agent_run.tama("tasks", "reply", comment["id"], "-", stdin="Found it: a stale cookie.\n")
+    reply = await agent_run.tama(
+        "tasks", "reply", comment["id"], "-", stdin="Found it: a stale cookie.\n"
+    )
     assert reply.code == 0, reply.stderr
     assert reply.stdout.startswith(f"Replied in thread {comment['id']}")
 
     roots = await comments(agent_run)
-    assert [(c["id"], c["author"]["id"]) for c in roots] == [(comment["id"], agent_run.fleet.agent_id)]
+    assert [(c["id"], c["author"]["id"]) for c in roots] == [
+        (comment["id"], agent_run.fleet.agent_id)
+    ]
     replies = await comments(agent_run, comment["id"])
-    assert [(r["body"], r["parentId"]) for r in replies] == [("Found it: a stale cookie.", comment["id"])]
+    assert [(r["body"], r["parentId"]) for r in replies] == [
+        ("Found it: a stale cookie.", comment["id"])
+    ]
     kinds = [e["kind"] for e in await timeline(agent_run)]
     assert kinds.count("COMMENTED") == 2
 
@@ -69,23 +83,37 @@ async def test_status_summary_and_skip_are_recorded(agent_run: AgentRun, tmp_pat
     assert "no action taken" in skip.stdout
 
     task = (await agent_run.owner(TASK, {"t": agent_run.task_id}))["task"]
-    assert task == {"status": "IN_REVIEW", "summary": "Fixed the cookie expiry.\n\nVerify: log in twice."}
-    events = [e for e in await timeline(agent_run) if e["kind"] in ("STATUS_CHANGED", "SUMMARY", "NOOP")]
+    assert task == {
+        "status": "IN_REVIEW",
+        "summary": "Fixed the cookie expiry.\n\nVerify: log in twice.",
+    }
+    events = [
+        e for e in await timeline(agent_run) if e["kind"] in ("STATUS_CHANGED", "SUMMARY", "NOOP")
+    ]
     assert [(e["kind"], e["actor"]["__typename"]) for e in events] == [
-        ("STATUS_CHANGED", "Agent"), ("STATUS_CHANGED", "Agent"), ("SUMMARY", "Agent"), ("NOOP", "Agent")
+        ("STATUS_CHANGED", "Agent"),
+        ("STATUS_CHANGED", "Agent"),
+        ("SUMMARY", "Agent"),
+        ("NOOP", "Agent"),
     ]
     assert events[0]["data"] == {"from": "todo", "to": "in_progress"}
     assert events[3]["data"]["reason"] == "Nothing left to do: already fixed upstream."
 
 
 async def test_block_sets_blocked_posts_the_reason_and_tells_the_owner(agent_run: AgentRun) -> None:
-    blocked = await agent_run.tama("tasks", "block", "Waiting for the staging database password.", "--json")
+    blocked = await agent_run.tama(
+        "tasks", "block", "Waiting for the staging database password.", "--json"
+    )
     assert blocked.code == 0, blocked.stderr
     assert blocked.json()["status"] == "BLOCKED"
     task = (await agent_run.owner(TASK, {"t": agent_run.task_id}))["task"]
     assert task["status"] == "BLOCKED"
-    assert any("Waiting for the staging database password." in c["body"] for c in await comments(agent_run))
-    items = (await agent_run.owner(INBOX, {"w": agent_run.fleet.who.workspace_id}))["inbox"]["edges"]
+    assert any(
+        "Waiting for the staging database password." in c["body"] for c in await comments(agent_run)
+    )
+    items = (await agent_run.owner(INBOX, {"w": agent_run.fleet.who.workspace_id}))["inbox"][
+        "edges"
+    ]
     blocks = [i["node"] for i in items if i["node"]["kind"] == "BLOCKED"]
     assert len(blocks) == 1 and blocks[0]["task"]["id"] == agent_run.task_id
     assert blocks[0]["agent"]["id"] == agent_run.fleet.agent_id
@@ -95,9 +123,13 @@ async def test_a_task_is_named_by_number_too(agent_run: AgentRun) -> None:
     shown = await agent_run.tama("tasks", "show", "#1", "--json")
     assert shown.code == 0, shown.stderr
     assert shown.json()["task"]["id"] == agent_run.task_id and shown.json()["comments"] == []
-    posted = await agent_run.tama("tasks", "comment", "--task", "1", "- By number; -t and --file stay text.")
+    posted = await agent_run.tama(
+        "tasks", "comment", "--task", "1", "- By number; -t and --file stay text."
+    )
     assert posted.code == 0, posted.stderr
-    assert [c["body"] for c in await comments(agent_run)] == ["- By number; -t and --file stay text."]
+    assert [c["body"] for c in await comments(agent_run)] == [
+        "- By number; -t and --file stay text."
+    ]
     with_timeline = await agent_run.tama("tasks", "show", "--timeline", "--json")
     kinds = [e["kind"] for e in with_timeline.json()["timeline"]]
     assert kinds[:3] == ["CREATED", "ASSIGNED", "RUN"] and kinds[-1] == "COMMENTED"

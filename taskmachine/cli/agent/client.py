@@ -35,6 +35,7 @@ EXIT_CODES_HELP = (
 
 _EXIT_BY_CODE = {
     "BAD_USER_INPUT": BAD_INPUT,
+    "PAYLOAD_TOO_LARGE": BAD_INPUT,
     "UNAUTHENTICATED": NOT_ALLOWED,
     "FORBIDDEN": NOT_ALLOWED,
     "NOT_IN_RUN": NOT_ALLOWED,
@@ -51,6 +52,7 @@ _HINTS = {
     "FORBIDDEN": "your agent's role does not allow this; do not retry, say so in your answer",
     "NOT_FOUND": "check the id; `tama tasks show` prints this run's task and its comment ids",
     "BAD_USER_INPUT": "fix the input and run the command again",
+    "PAYLOAD_TOO_LARGE": "shorten the text, or split it over several commands",
     "CONFLICT": "the record changed meanwhile; run `tama tasks show` and decide again",
     "GRAPHQL_VALIDATION_FAILED": "this tama and the server disagree; report it, do not retry",
 }

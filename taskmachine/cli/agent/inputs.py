@@ -42,7 +42,7 @@ def body_text(text: str | None, file: str | None, what: str) -> str:
     elif text is None:
         raise bad_input(f"give the {what} as an argument, with --file FILE, or '-' to read stdin")
     elif _LOOKS_LIKE_OPTION.fullmatch(text):
-        raise bad_input(f"no such option: {text} (to send text that starts with '-', put -- first)")
+        raise bad_input(f"no such option: {text} (to send it as text, pipe it in with '-')")
     else:
         value = text
     if not value.strip():

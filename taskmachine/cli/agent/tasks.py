@@ -9,6 +9,7 @@ import typer
 
 from taskmachine.cli.agent.client import EXIT_CODES_HELP, AgentClient, bad_input
 from taskmachine.cli.agent.fields import (
+    ACTOR,
     COMMENT,
     TASK,
     comment_text,
@@ -47,7 +48,7 @@ SHOW = f"""query Show($t: ID!, $thread: ID, $withTimeline: Boolean!) {{
     totalCount edges {{ node {{ ...CommentFields }} }} }}
   timeline(taskId: $t, first: {PAGE}) @include(if: $withTimeline) {{
     totalCount edges {{ node {{ id kind data createdAt
-      actor {{ __typename ... on User {{ id name }} ... on Agent {{ id name handle }} }} }} }} }}
+      actor {ACTOR} }} }} }}
 }}
 {TASK}
 {COMMENT}"""

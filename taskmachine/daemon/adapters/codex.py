@@ -48,6 +48,10 @@ from taskmachine.wire.transcript import (
 )
 
 _NETWORK_GUARDS = [
+    # A login shell re-reads the profile and resets PATH, hiding the daemon's `tama` from
+    # the agent; plain shells keep the environment the executor built.
+    "-c",
+    "allow_login_shell=false",
     "-c",
     "analytics.enabled=false",
     "--disable",
