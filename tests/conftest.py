@@ -232,7 +232,9 @@ async def broker_vhost() -> AsyncIterator[str]:
         try:
             created = await client.put(f"/vhosts/{quote(name, safe='')}")
         except httpx.HTTPError as exc:
-            pytest.fail(f"RabbitMQ management API at {api} is down ({exc}): run scripts/ensure-services")
+            pytest.fail(
+                f"RabbitMQ management API at {api} is down ({exc}): run scripts/ensure-services"
+            )
         assert created.status_code in (201, 204), created.text
         granted = await client.put(
             f"/permissions/{quote(name, safe='')}/{auth[0]}",

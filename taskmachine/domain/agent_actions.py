@@ -26,7 +26,9 @@ from taskmachine.models import (
 )
 
 
-async def set_summary(session: AsyncSession, principal: Principal, task_id: uuid.UUID, summary: str) -> Task:
+async def set_summary(
+    session: AsyncSession, principal: Principal, task_id: uuid.UUID, summary: str
+) -> Task:
     task = await editable_task(session, principal, task_id, "task.edit")
     task.summary = validate.text(summary, "summary", max_length=50_000)
     task.updated_at = utcnow()
@@ -35,11 +37,19 @@ async def set_summary(session: AsyncSession, principal: Principal, task_id: uuid
     return task
 
 
-async def record_no_action(session: AsyncSession, principal: Principal, task_id: uuid.UUID, reason: str) -> Task:
+async def record_no_action(
+    session: AsyncSession, principal: Principal, task_id: uuid.UUID, reason: str
+) -> Task:
     task = await editable_task(session, principal, task_id, "comment.post")
     record(
-        session, principal, task, TimelineKind.NOOP,
-        {"recorded_by": "agent" if principal.is_agent else "person", "reason": validate.text(reason, "reason", max_length=5000)},
+        session,
+        principal,
+        task,
+        TimelineKind.NOOP,
+        {
+            "recorded_by": "agent" if principal.is_agent else "person",
+            "reason": validate.text(reason, "reason", max_length=5000),
+        },
     )
     await session.flush()
     return task
@@ -63,8 +73,14 @@ async def _raise(
     items = []
     for user_id in await _recipients(session, task):
         item = InboxItem(
-            workspace_id=task.workspace_id, user_id=user_id, kind=kind, title=title[:300],
-            body=comment.body, task_id=task.id, run_id=principal.run_id, agent_id=principal.agent_id,
+            workspace_id=task.workspace_id,
+            user_id=user_id,
+            kind=kind,
+            title=title[:300],
+            body=comment.body,
+            task_id=task.id,
+            run_id=principal.run_id,
+            agent_id=principal.agent_id,
             data={"commentId": str(comment.id), "taskId": str(task.id)},
         )
         session.add(item)
@@ -74,26 +90,38 @@ async def _raise(
     return items
 
 
-async def ask(session: AsyncSession, principal: Principal, task_id: uuid.UUID, question: str, kind: InboxKind) -> list[InboxItem]:
+async def ask(
+    session: AsyncSession, principal: Principal, task_id: uuid.UUID, question: str, kind: InboxKind
+) -> list[InboxItem]:
     """A question or an approval request: a comment on the task and an item in people's inbox."""
     label = "Question" if kind is InboxKind.QUESTION else "Approval requested"
-    text = validate.text(question, "question" if kind is InboxKind.QUESTION else "request", max_length=20_000)
+    text = validate.text(
+        question, "question" if kind is InboxKind.QUESTION else "request", max_length=20_000
+    )
     comment = await comments.post_comment(session, principal, task_id, f"**{label}:** {text}")
     task = await session.get(Task, task_id)
     assert task is not None
     return await _raise(session, principal, task, kind, f"{label}: {text[:200]}", comment)
 
 
-async def block(session: AsyncSession, principal: Principal, task_id: uuid.UUID, reason: str) -> Task:
+async def block(
+    session: AsyncSession, principal: Principal, task_id: uuid.UUID, reason: str
+) -> Task:
     text = validate.text(reason, "reason", max_length=20_000)
     task = await set_status(session, principal, task_id, TaskStatus.BLOCKED)
     comment = await comments.post_comment(session, principal, task_id, f"**Blocked:** {text}")
-    await _raise(session, principal, task, InboxKind.BLOCKED, f"Blocked: {task.title}"[:300], comment)
+    await _raise(
+        session, principal, task, InboxKind.BLOCKED, f"Blocked: {task.title}"[:300], comment
+    )
     return task
 
 
 async def respond(
-    session: AsyncSession, principal: Principal, item_id: uuid.UUID, answer: str, approve: bool | None = None
+    session: AsyncSession,
+    principal: Principal,
+    item_id: uuid.UUID,
+    answer: str,
+    approve: bool | None = None,
 ) -> InboxItem:
     """A person answers a question (or decides an approval) from their inbox: the answer is a
     reply in the agent's thread, which runs the agent again."""
@@ -116,12 +144,18 @@ async def respond(
     if approve is not None:
         text = f"{'Approved' if approve else 'Denied'}{': ' + text if text else '.'}"
     agent_ids = [item.agent_id] if item.agent_id else None
-    await comments.post_comment(session, principal, item.task_id, text, uuid.UUID(comment_id), agent_ids)
+    await comments.post_comment(
+        session, principal, item.task_id, text, uuid.UUID(comment_id), agent_ids
+    )
     now = utcnow()
     item.status = InboxStatus.RESOLVED
     item.resolved_at = now
     item.read_at = item.read_at or now
-    item.data = {**item.data, "answer": text, **({"approved": approve} if approve is not None else {})}
+    item.data = {
+        **item.data,
+        "answer": text,
+        **({"approved": approve} if approve is not None else {}),
+    }
     # Everyone else asked the same thing sees it answered.
     await session.execute(
         sa.update(InboxItem)

@@ -96,7 +96,9 @@ def _expire_if_due(approval: MachineApproval) -> None:
         approval.status = ApprovalStatus.EXPIRED
 
 
-async def approval_by_code(session: AsyncSession, principal: Principal, code: str) -> MachineApproval:
+async def approval_by_code(
+    session: AsyncSession, principal: Principal, code: str
+) -> MachineApproval:
     if principal.user_id is None:
         raise Unauthenticated("sign in to approve a machine")
     approval = await session.scalar(
@@ -141,7 +143,8 @@ async def approve(
     session.add(machine)
     await session.flush()
     session.add_all(
-        MachineWorkspace(machine_id=machine.id, workspace_id=w) for w in dict.fromkeys(workspace_ids)
+        MachineWorkspace(machine_id=machine.id, workspace_id=w)
+        for w in dict.fromkeys(workspace_ids)
     )
     approval.status = ApprovalStatus.APPROVED
     approval.machine_id = machine.id
@@ -198,11 +201,15 @@ async def _issue_tokens(
     session.add_all(
         [
             MachineToken(
-                machine_id=machine_id, kind="access", token_hash=hasher.hash(access),
+                machine_id=machine_id,
+                kind="access",
+                token_hash=hasher.hash(access),
                 expires_at=access_expires,
             ),
             MachineToken(
-                machine_id=machine_id, kind="refresh", token_hash=hasher.hash(refresh),
+                machine_id=machine_id,
+                kind="refresh",
+                token_hash=hasher.hash(refresh),
                 expires_at=now + timedelta(seconds=settings.machine_refresh_token_ttl_seconds),
             ),
         ]
@@ -247,7 +254,9 @@ async def poll(
     workspace_ids = list(
         (
             await session.scalars(
-                sa.select(MachineWorkspace.workspace_id).where(MachineWorkspace.machine_id == machine.id)
+                sa.select(MachineWorkspace.workspace_id).where(
+                    MachineWorkspace.machine_id == machine.id
+                )
             )
         ).all()
     )
@@ -295,7 +304,9 @@ async def machine_workspaces(session: AsyncSession, machine_id: uuid.UUID) -> li
     return list(
         (
             await session.scalars(
-                sa.select(MachineWorkspace.workspace_id).where(MachineWorkspace.machine_id == machine_id)
+                sa.select(MachineWorkspace.workspace_id).where(
+                    MachineWorkspace.machine_id == machine_id
+                )
             )
         ).all()
     )
@@ -308,7 +319,10 @@ async def manageable_machine(
     machine = await session.get(Machine, machine_id)
     if machine is None:
         raise NotFound("no such machine")
-    roles = [await access.role_in(session, principal, w) for w in await machine_workspaces(session, machine_id)]
+    roles = [
+        await access.role_in(session, principal, w)
+        for w in await machine_workspaces(session, machine_id)
+    ]
     held = [r for r in roles if r is not None]
     if not held:
         raise NotFound("no such machine")
@@ -333,7 +347,10 @@ async def set_runtime_enabled(
 
 
 async def remove(
-    session: AsyncSession, principal: Principal, broker: BrokerAccounts | None, machine_id: uuid.UUID
+    session: AsyncSession,
+    principal: Principal,
+    broker: BrokerAccounts | None,
+    machine_id: uuid.UUID,
 ) -> Machine:
     """Cut the machine off the broker first (its connection closes), then forget it."""
     machine = await manageable_machine(session, principal, machine_id, "machine.manage")

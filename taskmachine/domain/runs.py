@@ -55,7 +55,13 @@ ALLOWED: dict[RunStatus | None, frozenset[RunStatus]] = {
         {RunStatus.CLAIMED, RunStatus.QUEUED, RunStatus.FAILED, RunStatus.CANCELLED}
     ),
     RunStatus.CLAIMED: frozenset(
-        {RunStatus.RUNNING, RunStatus.QUEUED, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
+        {
+            RunStatus.RUNNING,
+            RunStatus.QUEUED,
+            RunStatus.SUCCEEDED,
+            RunStatus.FAILED,
+            RunStatus.CANCELLED,
+        }
     ),
     RunStatus.RUNNING: frozenset(
         {RunStatus.QUEUED, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
@@ -89,12 +95,20 @@ def effective_priority(run: Run, now: datetime) -> int:
 
 
 def transition(
-    session: AsyncSession, run: Run, to: RunStatus, reason: str = "", *, new: bool = False, **data: Any
+    session: AsyncSession,
+    run: Run,
+    to: RunStatus,
+    reason: str = "",
+    *,
+    new: bool = False,
+    **data: Any,
 ) -> RunTransition:
     """The one path for a run's change of state (`new` for the first, from nothing)."""
     previous = None if new else run.status
     if to not in ALLOWED[previous]:
-        raise IllegalTransition(f"a {previous.value if previous else 'new'} run cannot become {to.value}")
+        raise IllegalTransition(
+            f"a {previous.value if previous else 'new'} run cannot become {to.value}"
+        )
     now = utcnow()
     run.status = to
     if to is RunStatus.DISPATCHED:
@@ -160,15 +174,23 @@ def new_run(
     transition(session, run, RunStatus.QUEUED, f"triggered by {trigger_kind.value}", new=True)
     if task is not None:
         record(
-            session, Principal(agent_id=agent.id), task, TimelineKind.RUN,
-            {"status": "queued", "attempt": 1, "trigger": trigger_kind.value}, run_id=run.id,
+            session,
+            Principal(agent_id=agent.id),
+            task,
+            TimelineKind.RUN,
+            {"status": "queued", "attempt": 1, "trigger": trigger_kind.value},
+            run_id=run.id,
         )
     return run
 
 
-def _on_task_timeline(session: AsyncSession, run: Run, task: Task | None, data: dict[str, Any]) -> None:
+def _on_task_timeline(
+    session: AsyncSession, run: Run, task: Task | None, data: dict[str, Any]
+) -> None:
     if task is not None:
-        record(session, Principal(agent_id=run.agent_id), task, TimelineKind.RUN, data, run_id=run.id)
+        record(
+            session, Principal(agent_id=run.agent_id), task, TimelineKind.RUN, data, run_id=run.id
+        )
 
 
 async def _task(session: AsyncSession, run: Run) -> Task | None:
@@ -189,7 +211,7 @@ async def principal_for_run_token(
 ) -> Principal | None:
     """Valid only while its attempt is on a machine; the agent's role is the floor."""
     try:
-        run_hex, attempt_text, mac = secret.removeprefix(tokens.RUN_TOKEN_PREFIX).split(".")
+        run_hex, attempt_text, _mac = secret.removeprefix(tokens.RUN_TOKEN_PREFIX).split(".")
         run_id, attempt = uuid.UUID(hex=run_hex), int(attempt_text)
     except ValueError:
         return None
@@ -202,14 +224,20 @@ async def principal_for_run_token(
     if agent is None or agent.archived_at is not None:
         return None
     return Principal(
-        agent_id=agent.id, run_id=run.id, workspace_id=run.workspace_id, agent_role=agent.role, via="run"
+        agent_id=agent.id,
+        run_id=run.id,
+        workspace_id=run.workspace_id,
+        agent_role=agent.role,
+        via="run",
     )
 
 
 # -- the machine side ------------------------------------------------------------------------
 
 
-async def claim(session: AsyncSession, machine_id: uuid.UUID, run_id: uuid.UUID, attempt: int, lease: float) -> bool:
+async def claim(
+    session: AsyncSession, machine_id: uuid.UUID, run_id: uuid.UUID, attempt: int, lease: float
+) -> bool:
     """Exactly one claim per attempt: a conditional update, the same on SQLite and PostgreSQL."""
     now = utcnow()
     claimed = await session.scalar(
@@ -220,7 +248,11 @@ async def claim(session: AsyncSession, machine_id: uuid.UUID, run_id: uuid.UUID,
             Run.status == RunStatus.DISPATCHED,
             Run.machine_id == machine_id,
         )
-        .values(status=RunStatus.CLAIMED, claimed_at=now, lease_expires_at=now + timedelta(seconds=lease))
+        .values(
+            status=RunStatus.CLAIMED,
+            claimed_at=now,
+            lease_expires_at=now + timedelta(seconds=lease),
+        )
         .returning(Run.id)
     )
     if claimed is None:
@@ -229,8 +261,11 @@ async def claim(session: AsyncSession, machine_id: uuid.UUID, run_id: uuid.UUID,
     assert run is not None
     session.add(
         RunTransition(
-            run_id=run.id, attempt=attempt, from_status=RunStatus.DISPATCHED,
-            to_status=RunStatus.CLAIMED, reason="claimed by its machine",
+            run_id=run.id,
+            attempt=attempt,
+            from_status=RunStatus.DISPATCHED,
+            to_status=RunStatus.CLAIMED,
+            reason="claimed by its machine",
         )
     )
     emit(session, run_topic(run.id), {"kind": "status", "status": "claimed", "attempt": attempt})
@@ -240,7 +275,9 @@ async def claim(session: AsyncSession, machine_id: uuid.UUID, run_id: uuid.UUID,
 async def started(session: AsyncSession, run: Run) -> None:
     if run.status is RunStatus.CLAIMED:
         transition(session, run, RunStatus.RUNNING, "the CLI started")
-        _on_task_timeline(session, run, await _task(session, run), {"status": "running", "attempt": run.attempt})
+        _on_task_timeline(
+            session, run, await _task(session, run), {"status": "running", "attempt": run.attempt}
+        )
 
 
 async def retry_or_fail(
@@ -263,7 +300,15 @@ async def retry_or_fail(
     run.error = error
     transition(session, run, RunStatus.FAILED, f"failed: {code}", failure_code=code)
     _on_task_timeline(
-        session, run, task, {"status": "failed", "attempt": run.attempt, "failure_code": code, "error": (error or "")[-500:]}
+        session,
+        run,
+        task,
+        {
+            "status": "failed",
+            "attempt": run.attempt,
+            "failure_code": code,
+            "error": (error or "")[-500:],
+        },
     )
 
 
@@ -292,7 +337,10 @@ async def finished(
     if outcome == "succeeded":
         transition(session, run, RunStatus.SUCCEEDED, "the CLI finished")
         _on_task_timeline(
-            session, run, task, {"status": "succeeded", "attempt": run.attempt, "cost_usd": cost_usd}
+            session,
+            run,
+            task,
+            {"status": "succeeded", "attempt": run.attempt, "cost_usd": cost_usd},
         )
     elif outcome == "cancelled":
         transition(session, run, RunStatus.CANCELLED, "cancelled")
@@ -301,7 +349,12 @@ async def finished(
         run.failure_code = "timeout"
         run.error = error
         transition(session, run, RunStatus.FAILED, "failed: timeout", failure_code="timeout")
-        _on_task_timeline(session, run, task, {"status": "failed", "failure_code": "timeout", "attempt": run.attempt})
+        _on_task_timeline(
+            session,
+            run,
+            task,
+            {"status": "failed", "failure_code": "timeout", "attempt": run.attempt},
+        )
     else:
         await retry_or_fail(session, run, failure_code or "cli_error", error)
     from taskmachine.loop.aftermath import after_run  # the loop builds on the domain
@@ -312,7 +365,9 @@ async def finished(
 async def fail_unclaimed(session: AsyncSession, run: Run) -> None:
     """No machine took it in time: fail, put the task back to To do and say why."""
     run.failure_code = "runtime_offline"
-    transition(session, run, RunStatus.FAILED, "not claimed in time", failure_code="runtime_offline")
+    transition(
+        session, run, RunStatus.FAILED, "not claimed in time", failure_code="runtime_offline"
+    )
     task = await _task(session, run)
     if task is None:
         return
@@ -330,13 +385,23 @@ async def fail_unclaimed(session: AsyncSession, run: Run) -> None:
     )
     session.add(comment)
     await session.flush()
-    record(session, agent_principal, task, TimelineKind.COMMENTED, {"thread_id": str(comment.id)}, comment_id=comment.id)
+    record(
+        session,
+        agent_principal,
+        task,
+        TimelineKind.COMMENTED,
+        {"thread_id": str(comment.id)},
+        comment_id=comment.id,
+    )
     if task.status is not TaskStatus.TODO:
         previous = task.status
         task.status = TaskStatus.TODO
         task.updated_at = utcnow()
         record(
-            session, agent_principal, task, TimelineKind.STATUS_CHANGED,
+            session,
+            agent_principal,
+            task,
+            TimelineKind.STATUS_CHANGED,
             {"from": previous.value, "to": TaskStatus.TODO.value, "reason": "runtime_offline"},
         )
 
@@ -350,10 +415,16 @@ async def cancel(session: AsyncSession, run: Run) -> bool:
         raise Conflict(f"the run already {run.status.value}")
     if run.status in (RunStatus.QUEUED, RunStatus.DISPATCHED):
         transition(session, run, RunStatus.CANCELLED, "cancelled before it started")
-        _on_task_timeline(session, run, await _task(session, run), {"status": "cancelled", "attempt": run.attempt})
+        _on_task_timeline(
+            session, run, await _task(session, run), {"status": "cancelled", "attempt": run.attempt}
+        )
         return False
     run.cancel_requested_at = utcnow()
-    emit(session, run_topic(run.id), {"kind": "status", "status": run.status.value, "cancel_requested": True})
+    emit(
+        session,
+        run_topic(run.id),
+        {"kind": "status", "status": run.status.value, "cancel_requested": True},
+    )
     return True
 
 

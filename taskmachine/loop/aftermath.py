@@ -31,7 +31,7 @@ from taskmachine.models import (
 
 SUMMARY_INSTRUCTION = (
     "You finished this task without writing its completion summary. Write it now with "
-    "`tama tasks summary \"…\"`: what was done, what changed, what is left. Do nothing else."
+    '`tama tasks summary "…"`: what was done, what changed, what is left. Do nothing else.'
 )
 
 
@@ -58,7 +58,10 @@ async def after_run(session: AsyncSession, run: Run) -> None:
     task = await session.get(Task, run.task_id) if run.task_id else None
     if not await left_a_trace(session, run) and task is not None:
         record(
-            session, Principal(agent_id=run.agent_id), task, TimelineKind.NOOP,
+            session,
+            Principal(agent_id=run.agent_id),
+            task,
+            TimelineKind.NOOP,
             {"recorded_by": "loop", "reason": "the turn changed nothing and explained nothing"},
             run_id=run.id,
         )
@@ -70,13 +73,21 @@ async def after_run(session: AsyncSession, run: Run) -> None:
         and not (task.summary or "").strip()
     ):
         already = await session.scalar(
-            sa.select(Run.id).where(Run.task_id == task.id, Run.trigger_kind == TriggerKind.SUMMARY).limit(1)
+            sa.select(Run.id)
+            .where(Run.task_id == task.id, Run.trigger_kind == TriggerKind.SUMMARY)
+            .limit(1)
         )
         agent = await session.get(Agent, run.agent_id)
         if already is None and agent is not None:
             await start_run(
-                session, agent=agent, trigger_kind=TriggerKind.SUMMARY,
-                trigger_input=SUMMARY_INSTRUCTION, context=task_context(task), task=task,
-                thread_comment_id=run.thread_comment_id, follows_run_id=run.id,
-                runtime_id=run.runtime_id, resume_session_id=run.session_id,
+                session,
+                agent=agent,
+                trigger_kind=TriggerKind.SUMMARY,
+                trigger_input=SUMMARY_INSTRUCTION,
+                context=task_context(task),
+                task=task,
+                thread_comment_id=run.thread_comment_id,
+                follows_run_id=run.id,
+                runtime_id=run.runtime_id,
+                resume_session_id=run.session_id,
             )

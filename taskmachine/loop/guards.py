@@ -22,7 +22,11 @@ SESSION_TTL = timedelta(hours=24)
 
 
 async def waiting_follow_up(
-    session: AsyncSession, *, agent_id: uuid.UUID, task_id: uuid.UUID | None, chat_id: uuid.UUID | None
+    session: AsyncSession,
+    *,
+    agent_id: uuid.UUID,
+    task_id: uuid.UUID | None,
+    chat_id: uuid.UUID | None,
 ) -> Run | None:
     """This agent's turn that still waits on the same task or chat, if any: a new trigger joins
     it, so a busy subject holds at most one follow-up per agent (the scheduler lets one run at
@@ -59,7 +63,9 @@ async def session_to_resume(
     if thread_comment_id is not None:
         # The thread's turns, and the run that wrote its root comment (e.g. an assignment run
         # whose comment a person answered).
-        root_run = await session.scalar(sa.select(Comment.run_id).where(Comment.id == thread_comment_id))
+        root_run = await session.scalar(
+            sa.select(Comment.run_id).where(Comment.id == thread_comment_id)
+        )
         where = Run.thread_comment_id == thread_comment_id
         if root_run is not None:
             where = sa.or_(where, Run.id == root_run)

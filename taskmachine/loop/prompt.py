@@ -34,7 +34,8 @@ def cli_contract() -> str:
     return (
         "You act on Task Machine by running the `tama` CLI, never by describing changes in prose. "
         "Every update you make through it is a durable record people see: comment and reply on "
-        "the task (`tama tasks comment`, `tama tasks reply`), set its status (`tama tasks status`), "
+        "the task (`tama tasks comment`, `tama tasks reply`), set its status "
+        "(`tama tasks status`), "
         "ask a question or request an approval when you need a person (`tama questions ask`, "
         "`tama approvals request`), keep your memory (`tama memory write`), and write the "
         "completion summary when you finish (`tama tasks summary`). If you decide to do nothing, "
@@ -63,7 +64,9 @@ def compile_full(parts: PromptParts) -> str:
 
 
 def compile_resumed(parts: PromptParts) -> str:
-    return "\n".join([_section("Context", _context(parts.context)), _section("Request", parts.trigger_input)])
+    return "\n".join(
+        [_section("Context", _context(parts.context)), _section("Request", parts.trigger_input)]
+    )
 
 
 def _context(context: dict[str, str]) -> str:

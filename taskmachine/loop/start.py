@@ -93,7 +93,9 @@ async def start_run(
     )
 
 
-async def active_run_for(session: AsyncSession, *, task_id: uuid.UUID | None = None, chat_id: uuid.UUID | None = None) -> Run | None:
+async def active_run_for(
+    session: AsyncSession, *, task_id: uuid.UUID | None = None, chat_id: uuid.UUID | None = None
+) -> Run | None:
     query = sa.select(Run).where(Run.status.in_(run_domain.ACTIVE))
     query = query.where(Run.task_id == task_id) if task_id else query.where(Run.chat_id == chat_id)
     return await session.scalar(query.order_by(Run.id).limit(1))

@@ -50,7 +50,8 @@ def task_context(task: Task) -> dict[str, str]:
 
 async def on_assigned(session: AsyncSession, task: Task, agent: Agent) -> Run:
     """Assignment puts the task on the agent's queue; the dispatcher starts it when it may."""
-    body = f"{ASSIGNMENT_INSTRUCTION}\n\nTask #{task.number}: {task.title}\n\n{task.description}".strip()
+    heading = f"Task #{task.number}: {task.title}"
+    body = f"{ASSIGNMENT_INSTRUCTION}\n\n{heading}\n\n{task.description}".strip()
     return await start_run(
         session,
         agent=agent,
@@ -73,7 +74,10 @@ async def _thread_agent(session: AsyncSession, root: Comment) -> Agent | None:
     agent_id = tagged or root.author_agent_id
     if agent_id is None:
         agent_id = await session.scalar(
-            sa.select(Run.agent_id).where(Run.thread_comment_id == root.id).order_by(Run.id.desc()).limit(1)
+            sa.select(Run.agent_id)
+            .where(Run.thread_comment_id == root.id)
+            .order_by(Run.id.desc())
+            .limit(1)
         )
     return await session.get(Agent, agent_id) if agent_id else None
 
@@ -89,7 +93,9 @@ async def on_comment(session: AsyncSession, comment: Comment) -> list[Run]:
     root = comment if comment.parent_id is None else await session.get(Comment, comment.parent_id)
     assert root is not None
     mentions = (
-        await session.scalars(sa.select(CommentMention).where(CommentMention.comment_id == comment.id))
+        await session.scalars(
+            sa.select(CommentMention).where(CommentMention.comment_id == comment.id)
+        )
     ).all()
     agents: list[Agent] = []
     for mention in mentions:
@@ -97,7 +103,11 @@ async def on_comment(session: AsyncSession, comment: Comment) -> list[Run]:
             agent = await session.get(Agent, mention.agent_id)
         else:
             team = await session.get(Team, mention.team_id)
-            agent = await session.get(Agent, team.lead_agent_id) if team and team.lead_agent_id else None
+            agent = (
+                await session.get(Agent, team.lead_agent_id)
+                if team and team.lead_agent_id
+                else None
+            )
         if agent is not None and agent.archived_at is None and agent not in agents:
             agents.append(agent)
     if not agents and comment.parent_id is not None:
@@ -111,19 +121,29 @@ async def on_comment(session: AsyncSession, comment: Comment) -> list[Run]:
     for agent in agents:
         body = (
             f"A person commented on task #{task.number} ({task.title}). Answer in the thread with "
-            f"`tama tasks reply {root_id} \"…\"`, or act on it.\n\n> {comment.body}"
+            f'`tama tasks reply {root_id} "…"`, or act on it.\n\n> {comment.body}'
         )
         runs.append(
             await start_run(
-                session, agent=agent, trigger_kind=TriggerKind.COMMENT, trigger_input=body,
-                context=context, task=task, thread_comment_id=root_id,
+                session,
+                agent=agent,
+                trigger_kind=TriggerKind.COMMENT,
+                trigger_input=body,
+                context=context,
+                task=task,
+                thread_comment_id=root_id,
             )
         )
     return runs
 
 
 async def on_reaction(
-    session: AsyncSession, comment: Comment, emoji: str, *, user_id: uuid.UUID | None, agent_id: uuid.UUID | None
+    session: AsyncSession,
+    comment: Comment,
+    emoji: str,
+    *,
+    user_id: uuid.UUID | None,
+    agent_id: uuid.UUID | None,
 ) -> Run | None:
     """A reaction on an agent's comment runs its author: 👍 proceed, 👎 stop or adjust."""
     if comment.author_agent_id is None or emoji not in REACTION_MEANING:
@@ -144,9 +164,13 @@ async def on_reaction(
         f"{REACTION_MEANING[emoji]}.\n\n> {comment.body}"
     )
     return await start_run(
-        session, agent=author, trigger_kind=TriggerKind.REACTION, trigger_input=body,
+        session,
+        agent=author,
+        trigger_kind=TriggerKind.REACTION,
+        trigger_input=body,
         context={**task_context(task), "comment_id": str(comment.id), "thread_id": str(root_id)},
-        task=task, thread_comment_id=root_id,
+        task=task,
+        thread_comment_id=root_id,
     )
 
 
@@ -160,9 +184,16 @@ async def on_chat_message(session: AsyncSession, message: ChatMessage) -> Run | 
     agent = await session.get(Agent, chat.agent_id)
     if agent is None or agent.archived_at is not None:
         return None
-    body = f"{message.body}\n\n(Answer with `tama chat reply \"…\"`.)"
+    body = f'{message.body}\n\n(Answer with `tama chat reply "…"`.)'
     return await start_run(
-        session, agent=agent, trigger_kind=TriggerKind.CHAT, trigger_input=body,
-        context={"workspace_id": str(chat.workspace_id), "chat_id": str(chat.id), "chat_title": chat.title},
+        session,
+        agent=agent,
+        trigger_kind=TriggerKind.CHAT,
+        trigger_input=body,
+        context={
+            "workspace_id": str(chat.workspace_id),
+            "chat_id": str(chat.id),
+            "chat_title": chat.title,
+        },
         chat_id=chat.id,
     )

@@ -113,7 +113,9 @@ class TaskSubscription:
                     created_at=datetime.fromisoformat(payload["created_at"]),
                 )
 
-    @strawberry.subscription(description="A run's status, attempt and place in the queue, as they change.")
+    @strawberry.subscription(
+        description="A run's status, attempt and place in the queue, as they change."
+    )
     async def run_changed(self, info: Info, run_id: strawberry.ID) -> AsyncGenerator[Run]:
         rid = need_id(run_id, "runId")
         await _authorize(info, m.Run, rid, "run")

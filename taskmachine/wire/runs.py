@@ -59,7 +59,7 @@ class RunJob(WireMessage):
     # The `tama` CLI inside the run acts with this token against this API.
     run_token: Annotated[str, Field(min_length=1, max_length=200)]
     api_url: Annotated[str, Field(min_length=1, max_length=500)]
-    skills: Annotated[list[SkillFile], Field(max_length=64)] = []
+    skills: Annotated[list[SkillFile], Field(max_length=64, default_factory=list)]
     limits: RunLimits
     # After a lost lease the retry starts from a clean worktree.
     clean_worktree: bool = False
@@ -102,7 +102,7 @@ class RunFinished(WireMessage):
     # The last 2 KB of error output.
     error: Annotated[str, Field(max_length=4096)] | None = None
     session_id: Annotated[str, Field(max_length=128)] | None = None
-    usage: dict[str, Any] = {}
+    usage: dict[str, Any] = Field(default_factory=dict)
     cost_usd: float | None = None
     diff_stat: Annotated[str, Field(max_length=20_000)] | None = None
 

@@ -40,22 +40,34 @@ async def ready_fleet(server: RunningServer, concurrency: int = 1) -> Fleet:
     await daemon.beat([runtime("claude")])
 
     async def runtime_id() -> Any:
-        data = await server.ok("query($w: ID!) { runtimes(workspaceId: $w) { id } }", {"w": who.workspace_id}, who.token)
+        data = await server.ok(
+            "query($w: ID!) { runtimes(workspaceId: $w) { id } }",
+            {"w": who.workspace_id},
+            who.token,
+        )
         return data["runtimes"] and data["runtimes"][0]["id"]
 
     rid = await eventually(runtime_id)
-    await server.ok("mutation($r: ID!) { setRuntimeEnabled(runtimeId: $r, enabled: true) { id } }", {"r": rid}, who.token)
+    await server.ok(
+        "mutation($r: ID!) { setRuntimeEnabled(runtimeId: $r, enabled: true) { id } }",
+        {"r": rid},
+        who.token,
+    )
     agent = await server.ok(
         'mutation($w: ID!, $r: ID!, $c: Int!) { createAgent(workspaceId: $w, profile: {name: "Coder", defaultRuntimeId: $r, concurrencyLimit: $c}) { id } }',
-        {"w": who.workspace_id, "r": rid, "c": concurrency}, who.token,
+        {"w": who.workspace_id, "r": rid, "c": concurrency},
+        who.token,
     )
     return Fleet(who, creds, daemon, agent["createAgent"]["id"], rid)
 
 
-async def new_task(server: RunningServer, fleet: Fleet, title: str = "Fix the bug", priority: str = "MEDIUM") -> str:
+async def new_task(
+    server: RunningServer, fleet: Fleet, title: str = "Fix the bug", priority: str = "MEDIUM"
+) -> str:
     data = await server.ok(
         "mutation($w: ID!, $t: String!, $p: TaskPriority!) { createTask(input: {workspaceId: $w, title: $t, priority: $p}) { id } }",
-        {"w": fleet.who.workspace_id, "t": title, "p": priority}, fleet.who.token,
+        {"w": fleet.who.workspace_id, "t": title, "p": priority},
+        fleet.who.token,
     )
     return str(data["createTask"]["id"])
 
@@ -63,7 +75,8 @@ async def new_task(server: RunningServer, fleet: Fleet, title: str = "Fix the bu
 async def assign(server: RunningServer, fleet: Fleet, task_id: str) -> None:
     await server.ok(
         "mutation($t: ID!, $a: ID!) { assignTask(input: {taskId: $t, agentId: $a}) { id } }",
-        {"t": task_id, "a": fleet.agent_id}, fleet.who.token,
+        {"t": task_id, "a": fleet.agent_id},
+        fleet.who.token,
     )
 
 
@@ -79,7 +92,9 @@ class JobInbox:
         self.fleet = fleet
 
     async def open(self) -> JobInbox:
-        queues = await topology.open_machine_queues(self.fleet.daemon.channel, self.fleet.creds["machineId"])
+        queues = await topology.open_machine_queues(
+            self.fleet.daemon.channel, self.fleet.creds["machineId"]
+        )
         self.jobs = queues.jobs
         self.control = queues.control
         return self
@@ -103,13 +118,24 @@ class RunReporter:
     async def _send(self, event: Any) -> None:
         machine_id = self.fleet.creds["machineId"]
         await self.fleet.daemon.events.publish(
-            aio_pika.Message(event.to_body(), user_id=topology.machine_username(machine_id), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-            routing_key=topology.run_event_routing_key(machine_id, uuid.UUID(self.job["run_id"]).hex, event.kind),
+            aio_pika.Message(
+                event.to_body(),
+                user_id=topology.machine_username(machine_id),
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=topology.run_event_routing_key(
+                machine_id, uuid.UUID(self.job["run_id"]).hex, event.kind
+            ),
             timeout=5,
         )
 
     def _base(self) -> dict[str, Any]:
-        base = {"run_id": uuid.UUID(self.job["run_id"]), "attempt": self.job["attempt"], "seq": self.seq, "sent_at": datetime.now(UTC)}
+        base = {
+            "run_id": uuid.UUID(self.job["run_id"]),
+            "attempt": self.job["attempt"],
+            "seq": self.seq,
+            "sent_at": datetime.now(UTC),
+        }
         self.seq += 1
         return base
 
@@ -124,5 +150,7 @@ class RunReporter:
 
 
 async def claim(server: RunningServer, fleet: Fleet, job: dict[str, Any]) -> bool:
-    data = await server.ok(CLAIM, {"r": job["run_id"], "a": job["attempt"]}, fleet.creds["accessToken"])
+    data = await server.ok(
+        CLAIM, {"r": job["run_id"], "a": job["attempt"]}, fleet.creds["accessToken"]
+    )
     return bool(data["claimRun"]["accepted"])

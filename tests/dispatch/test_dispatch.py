@@ -9,13 +9,23 @@ from typing import Any
 
 from tests.api.gqlclient import Subscription, ws_session
 from tests.conftest import RunningServer
-from tests.dispatch.support import JobInbox, RunReporter, assign, claim, new_task, ready_fleet, runs_of
+from tests.dispatch.support import (
+    JobInbox,
+    RunReporter,
+    assign,
+    claim,
+    new_task,
+    ready_fleet,
+    runs_of,
+)
 from tests.machines.support import eventually
 
 TRANSCRIPT = "subscription($r: ID!) { runTranscript(runId: $r) { attempt seq events } }"
 
 
-async def test_assignment_runs_on_the_machine_and_streams_its_transcript(machine_server: RunningServer) -> None:
+async def test_assignment_runs_on_the_machine_and_streams_its_transcript(
+    machine_server: RunningServer,
+) -> None:
     fleet = await ready_fleet(machine_server)
     inbox = await JobInbox(fleet).open()
     task_id = await new_task(machine_server, fleet)
@@ -36,19 +46,27 @@ async def test_assignment_runs_on_the_machine_and_streams_its_transcript(machine
     async with ws_session(machine_server.ws_url, fleet.who.token) as session:
 
         async def stored() -> Any:
-            data = await machine_server.ok("query($r: ID!) { transcript(runId: $r) { totalCount } }", {"r": job["run_id"]}, fleet.who.token)
+            data = await machine_server.ok(
+                "query($r: ID!) { transcript(runId: $r) { totalCount } }",
+                {"r": job["run_id"]},
+                fleet.who.token,
+            )
             return data["transcript"]["totalCount"] == 1
 
         await eventually(stored)
         sub = Subscription(session, TRANSCRIPT, {"r": job["run_id"]})
         first = (await sub.next())["runTranscript"]
         assert first["seq"] == 1 and first["events"] == [{"kind": "text", "text": "working on it"}]
-        await reporter.output({"kind": "tool_call", "call_id": "c1", "name": "Bash", "input": {"command": "ls"}})
+        await reporter.output(
+            {"kind": "tool_call", "call_id": "c1", "name": "Bash", "input": {"command": "ls"}}
+        )
         await reporter.output({"kind": "text", "text": "done"})
         seqs = [(await sub.next())["runTranscript"]["seq"] for _ in range(2)]
         assert seqs == [2, 3]
         await sub.close()
-    await reporter.finished("succeeded", session_id="sess-1", usage={"input_tokens": 10}, cost_usd=0.01)
+    await reporter.finished(
+        "succeeded", session_id="sess-1", usage={"input_tokens": 10}, cost_usd=0.01
+    )
 
     async def succeeded() -> Any:
         runs = await runs_of(machine_server, fleet, task_id)
@@ -56,24 +74,42 @@ async def test_assignment_runs_on_the_machine_and_streams_its_transcript(machine
 
     run = await eventually(succeeded)
     assert run["sessionId"] == "sess-1" and run["costUsd"] == 0.01
-    assert [h["toStatus"] for h in run["history"]] == ["QUEUED", "DISPATCHED", "CLAIMED", "RUNNING", "SUCCEEDED"]
+    assert [h["toStatus"] for h in run["history"]] == [
+        "QUEUED",
+        "DISPATCHED",
+        "CLAIMED",
+        "RUNNING",
+        "SUCCEEDED",
+    ]
     timeline = await machine_server.ok(
-        "query($t: ID!) { timeline(taskId: $t) { edges { node { kind data } } } }", {"t": task_id}, fleet.who.token
+        "query($t: ID!) { timeline(taskId: $t) { edges { node { kind data } } } }",
+        {"t": task_id},
+        fleet.who.token,
     )
-    run_events = [e["node"]["data"]["status"] for e in timeline["timeline"]["edges"] if e["node"]["kind"] == "RUN"]
+    run_events = [
+        e["node"]["data"]["status"]
+        for e in timeline["timeline"]["edges"]
+        if e["node"]["kind"] == "RUN"
+    ]
     assert run_events == ["queued", "running", "succeeded"]
     # A repeated report changes nothing.
     reporter.seq = 3
     await reporter.output({"kind": "text", "text": "duplicate"})
     await reporter.finished("failed", failure_code="cli_error")
     await asyncio.sleep(0.3)
-    data = await machine_server.ok("query($r: ID!) { transcript(runId: $r) { totalCount } }", {"r": job["run_id"]}, fleet.who.token)
+    data = await machine_server.ok(
+        "query($r: ID!) { transcript(runId: $r) { totalCount } }",
+        {"r": job["run_id"]},
+        fleet.who.token,
+    )
     assert data["transcript"]["totalCount"] == 3
     assert (await runs_of(machine_server, fleet, task_id))[0]["status"] == "SUCCEEDED"
     await fleet.daemon.__aexit__()
 
 
-async def test_nonzero_exit_retries_once_then_fails_and_auth_never_retries(machine_server: RunningServer) -> None:
+async def test_nonzero_exit_retries_once_then_fails_and_auth_never_retries(
+    machine_server: RunningServer,
+) -> None:
     fleet = await ready_fleet(machine_server)
     inbox = await JobInbox(fleet).open()
     task_id = await new_task(machine_server, fleet)
@@ -111,11 +147,17 @@ async def test_nonzero_exit_retries_once_then_fails_and_auth_never_retries(machi
     await fleet.daemon.__aexit__()
 
 
-async def test_unclaimed_run_fails_runtime_offline_and_task_returns_to_todo(machine_server: RunningServer) -> None:
+async def test_unclaimed_run_fails_runtime_offline_and_task_returns_to_todo(
+    machine_server: RunningServer,
+) -> None:
     machine_server.settings.__dict__["claim_deadline_seconds"] = 0.5
     fleet = await ready_fleet(machine_server)
     task_id = await new_task(machine_server, fleet)
-    await machine_server.ok("mutation($t: ID!) { setTaskStatus(taskId: $t, status: IN_PROGRESS) { id } }", {"t": task_id}, fleet.who.token)
+    await machine_server.ok(
+        "mutation($t: ID!) { setTaskStatus(taskId: $t, status: IN_PROGRESS) { id } }",
+        {"t": task_id},
+        fleet.who.token,
+    )
     await assign(machine_server, fleet, task_id)
 
     async def failed() -> Any:
@@ -126,15 +168,20 @@ async def test_unclaimed_run_fails_runtime_offline_and_task_returns_to_todo(mach
     assert run["failureCode"] == "runtime_offline"
     task = await machine_server.ok(
         "query($t: ID!) { task(id: $t) { status } comments(taskId: $t) { edges { node { body author { ... on Agent { name } } } } } }",
-        {"t": task_id}, fleet.who.token,
+        {"t": task_id},
+        fleet.who.token,
     )
     assert task["task"]["status"] == "TODO"
     (comment,) = task["comments"]["edges"]
-    assert "no machine claimed" in comment["node"]["body"] and comment["node"]["author"] == {"name": "Coder"}
+    assert "no machine claimed" in comment["node"]["body"] and comment["node"]["author"] == {
+        "name": "Coder"
+    }
     await fleet.daemon.__aexit__()
 
 
-async def test_lost_lease_retries_on_a_clean_worktree_then_fails(machine_server: RunningServer) -> None:
+async def test_lost_lease_retries_on_a_clean_worktree_then_fails(
+    machine_server: RunningServer,
+) -> None:
     machine_server.settings.__dict__["lease_seconds"] = 0.5
     fleet = await ready_fleet(machine_server)
     inbox = await JobInbox(fleet).open()
@@ -152,8 +199,18 @@ async def test_lost_lease_retries_on_a_clean_worktree_then_fails(machine_server:
     await message.ack()
     # Heartbeats that list the run keep it alive...
     for _ in range(4):
-        beat = fleet.daemon.heartbeat([__import__("tests.machines.support", fromlist=["runtime"]).runtime("claude")])
-        beat = beat.model_copy(update={"active_runs": [__import__("taskmachine.wire.messages", fromlist=["ActiveRun"]).ActiveRun(run_id=__import__("uuid").UUID(retry["run_id"]), attempt=2)]})
+        beat = fleet.daemon.heartbeat(
+            [__import__("tests.machines.support", fromlist=["runtime"]).runtime("claude")]
+        )
+        beat = beat.model_copy(
+            update={
+                "active_runs": [
+                    __import__("taskmachine.wire.messages", fromlist=["ActiveRun"]).ActiveRun(
+                        run_id=__import__("uuid").UUID(retry["run_id"]), attempt=2
+                    )
+                ]
+            }
+        )
         await fleet.daemon.send(beat.to_body())
         await asyncio.sleep(0.25)
     assert (await runs_of(machine_server, fleet, task_id))[0]["status"] == "CLAIMED"
@@ -168,7 +225,9 @@ async def test_lost_lease_retries_on_a_clean_worktree_then_fails(machine_server:
     await fleet.daemon.__aexit__()
 
 
-async def test_cancel_reaches_the_machine_and_queued_runs_show_why_they_wait(machine_server: RunningServer) -> None:
+async def test_cancel_reaches_the_machine_and_queued_runs_show_why_they_wait(
+    machine_server: RunningServer,
+) -> None:
     fleet = await ready_fleet(machine_server, concurrency=1)
     inbox = await JobInbox(fleet).open()
     first = await new_task(machine_server, fleet, "first", "LOW")
@@ -192,7 +251,11 @@ async def test_cancel_reaches_the_machine_and_queued_runs_show_why_they_wait(mac
     assert urgent_run["queueReason"] == "agent at 1/1" and urgent_run["queuePosition"] == 1
     assert low_run["queuePosition"] == 2
 
-    cancelled = await machine_server.ok("mutation($id: ID!) { cancelRun(id: $id) { status cancelRequested } }", {"id": job["run_id"]}, fleet.who.token)
+    cancelled = await machine_server.ok(
+        "mutation($id: ID!) { cancelRun(id: $id) { status cancelRequested } }",
+        {"id": job["run_id"]},
+        fleet.who.token,
+    )
     assert cancelled["cancelRun"] == {"status": "RUNNING", "cancelRequested": True}
     control = await eventually(lambda: inbox.control.get(fail=False))
     body = json.loads(control.body)
@@ -202,6 +265,10 @@ async def test_cancel_reaches_the_machine_and_queued_runs_show_why_they_wait(mac
     assert nxt["subject_id"] == urgent, "the urgent task goes before the older low one"
     # Cancelling a queued run needs no machine.
     low_run = (await runs_of(machine_server, fleet, low))[0]
-    done = await machine_server.ok("mutation($id: ID!) { cancelRun(id: $id) { status } }", {"id": low_run["id"]}, fleet.who.token)
+    done = await machine_server.ok(
+        "mutation($id: ID!) { cancelRun(id: $id) { status } }",
+        {"id": low_run["id"]},
+        fleet.who.token,
+    )
     assert done["cancelRun"]["status"] == "CANCELLED"
     await fleet.daemon.__aexit__()

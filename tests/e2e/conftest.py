@@ -35,15 +35,26 @@ class System:
 
     async def agent(self, runtime: str, name: str = "Coder") -> str:
         async def runtime_id() -> Any:
-            data = await self.ok("query($w: ID!) { runtimes(workspaceId: $w) { id name available } }", {"w": self.who.workspace_id})
+            data = await self.ok(
+                "query($w: ID!) { runtimes(workspaceId: $w) { id name available } }",
+                {"w": self.who.workspace_id},
+            )
             found = [r for r in data["runtimes"] if r["name"] == runtime and r["available"]]
             return found and found[0]["id"]
 
         rid = await eventually(runtime_id, within=30)
-        await self.ok("mutation($r: ID!) { setRuntimeEnabled(runtimeId: $r, enabled: true) { id } }", {"r": rid})
+        await self.ok(
+            "mutation($r: ID!) { setRuntimeEnabled(runtimeId: $r, enabled: true) { id } }",
+            {"r": rid},
+        )
         created = await self.ok(
-            'mutation($w: ID!, $r: ID!, $n: String!, $m: String) { createAgent(workspaceId: $w, profile: {name: $n, defaultRuntimeId: $r, model: $m}) { id } }',
-            {"w": self.who.workspace_id, "r": rid, "n": name, "m": "gpt-5.5" if runtime == "codex" else None},
+            "mutation($w: ID!, $r: ID!, $n: String!, $m: String) { createAgent(workspaceId: $w, profile: {name: $n, defaultRuntimeId: $r, model: $m}) { id } }",
+            {
+                "w": self.who.workspace_id,
+                "r": rid,
+                "n": name,
+                "m": "gpt-5.5" if runtime == "codex" else None,
+            },
         )
         return str(created["createAgent"]["id"])
 
@@ -56,10 +67,12 @@ async def system(
         monkeypatch.setenv("TASKMACHINE_HOME", str(tmp_path / "home"))
         monkeypatch.setenv(
             "TASKMACHINE_PROVIDER_OVERRIDES",
-            json.dumps({
-                "claude": {"base_url": model.url, "api_key": "test-key"},
-                "codex": {"base_url": model.openai_base_url, "api_key": "test-key"},
-            }),
+            json.dumps(
+                {
+                    "claude": {"base_url": model.url, "api_key": "test-key"},
+                    "codex": {"base_url": model.openai_base_url, "api_key": "test-key"},
+                }
+            ),
         )
         who = await owner(machine_server)
         creds = await connect_machine(machine_server, who, "e2e-box")

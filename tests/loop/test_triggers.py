@@ -9,7 +9,15 @@ from tests.dispatch.support import Fleet, assign, new_task, ready_fleet
 
 RUNS = """query($w: ID!) { runs(workspaceId: $w) { edges { node {
   id triggerKind input compiledPrompt status agent { name } task { id } chatId runtime { name } } } } }"""
-SECTIONS = ["# You are", "## Identity", "## How to act: the tama CLI", "## Your memory", "## Relevant knowledge", "## Context", "## Request"]
+SECTIONS = [
+    "# You are",
+    "## Identity",
+    "## How to act: the tama CLI",
+    "## Your memory",
+    "## Relevant knowledge",
+    "## Context",
+    "## Request",
+]
 
 
 async def _runs(server: RunningServer, fleet: Fleet) -> list[dict[str, Any]]:
@@ -25,7 +33,8 @@ def _in_order(prompt: str, sections: list[str]) -> bool:
 async def _profile(server: RunningServer, fleet: Fleet) -> None:
     await server.ok(
         'mutation($a: ID!) { updateAgent(id: $a, profile: {summary: "A careful coder.", instructions: "Always write tests.", memory: "The repo uses pytest."}) { id } }',
-        {"a": fleet.agent_id}, fleet.who.token,
+        {"a": fleet.agent_id},
+        fleet.who.token,
     )
 
 
@@ -34,11 +43,13 @@ async def test_assignment_records_input_and_full_prompt(machine_server: RunningS
     await _profile(machine_server, fleet)
     project = await machine_server.ok(
         'mutation($w: ID!) { createProject(workspaceId: $w, name: "Billing", description: "Invoices are in cents.") { id } }',
-        {"w": fleet.who.workspace_id}, fleet.who.token,
+        {"w": fleet.who.workspace_id},
+        fleet.who.token,
     )
     task = await machine_server.ok(
         'mutation($w: ID!, $p: ID!) { createTask(input: {workspaceId: $w, title: "Round totals", description: "Totals are off by one.", projectId: $p}) { id number } }',
-        {"w": fleet.who.workspace_id, "p": project["createProject"]["id"]}, fleet.who.token,
+        {"w": fleet.who.workspace_id, "p": project["createProject"]["id"]},
+        fleet.who.token,
     )
     await assign(machine_server, fleet, task["createTask"]["id"])
     (run,) = await _runs(machine_server, fleet)
@@ -60,14 +71,34 @@ async def test_comment_triggers(machine_server: RunningServer) -> None:
     task_id = await new_task(machine_server, fleet)
     post = "mutation($i: PostCommentInput!) { postComment(input: $i) { id } }"
     # A human comment that tags an agent runs it in that thread.
-    root = (await machine_server.ok(post, {"i": {"taskId": task_id, "body": "@coder can you look?", "agentIds": [fleet.agent_id]}}, fleet.who.token))["postComment"]["id"]
+    root = (
+        await machine_server.ok(
+            post,
+            {
+                "i": {
+                    "taskId": task_id,
+                    "body": "@coder can you look?",
+                    "agentIds": [fleet.agent_id],
+                }
+            },
+            fleet.who.token,
+        )
+    )["postComment"]["id"]
     (run,) = await _runs(machine_server, fleet)
     assert run["triggerKind"] == "COMMENT" and "> @coder can you look?" in run["input"]
-    assert f"thread_id: {root}" in run["compiledPrompt"] and _in_order(run["compiledPrompt"], SECTIONS)
+    assert f"thread_id: {root}" in run["compiledPrompt"] and _in_order(
+        run["compiledPrompt"], SECTIONS
+    )
     # Later replies in the thread need no tag. Whatever the timing, the thread holds one turn
     # on the machine and at most one waiting, and every reply reaches exactly one of them.
-    await machine_server.ok(post, {"i": {"taskId": task_id, "body": "also check the tests", "parentId": root}}, fleet.who.token)
-    await machine_server.ok(post, {"i": {"taskId": task_id, "body": "and the docs", "parentId": root}}, fleet.who.token)
+    await machine_server.ok(
+        post,
+        {"i": {"taskId": task_id, "body": "also check the tests", "parentId": root}},
+        fleet.who.token,
+    )
+    await machine_server.ok(
+        post, {"i": {"taskId": task_id, "body": "and the docs", "parentId": root}}, fleet.who.token
+    )
     runs = await _runs(machine_server, fleet)
     assert len(runs) == 2 and sum(r["status"] == "QUEUED" for r in runs) <= 1
     for text in ("can you look?", "also check the tests", "and the docs"):
@@ -80,18 +111,38 @@ async def test_comment_triggers(machine_server: RunningServer) -> None:
     await fleet.daemon.__aexit__()
 
 
-async def test_team_tag_routes_to_the_lead_and_root_comment_runs_the_assignee(machine_server: RunningServer) -> None:
+async def test_team_tag_routes_to_the_lead_and_root_comment_runs_the_assignee(
+    machine_server: RunningServer,
+) -> None:
     fleet = await ready_fleet(machine_server)
-    lead = (await machine_server.ok('mutation($w: ID!) { createAgent(workspaceId: $w, profile: {name: "Lead"}) { id } }', {"w": fleet.who.workspace_id}, fleet.who.token))["createAgent"]["id"]
-    team = (await machine_server.ok('mutation($w: ID!, $l: ID!) { createTeam(workspaceId: $w, team: {name: "Core", leadAgentId: $l}) { id } }', {"w": fleet.who.workspace_id, "l": lead}, fleet.who.token))["createTeam"]["id"]
+    lead = (
+        await machine_server.ok(
+            'mutation($w: ID!) { createAgent(workspaceId: $w, profile: {name: "Lead"}) { id } }',
+            {"w": fleet.who.workspace_id},
+            fleet.who.token,
+        )
+    )["createAgent"]["id"]
+    team = (
+        await machine_server.ok(
+            'mutation($w: ID!, $l: ID!) { createTeam(workspaceId: $w, team: {name: "Core", leadAgentId: $l}) { id } }',
+            {"w": fleet.who.workspace_id, "l": lead},
+            fleet.who.token,
+        )
+    )["createTeam"]["id"]
     task_id = await new_task(machine_server, fleet)
     post = "mutation($i: PostCommentInput!) { postComment(input: $i) { id } }"
-    await machine_server.ok(post, {"i": {"taskId": task_id, "body": "team, who takes this?", "teamIds": [team]}}, fleet.who.token)
+    await machine_server.ok(
+        post,
+        {"i": {"taskId": task_id, "body": "team, who takes this?", "teamIds": [team]}},
+        fleet.who.token,
+    )
     (run,) = await _runs(machine_server, fleet)
     assert run["agent"] == {"name": "Lead"} and run["triggerKind"] == "COMMENT"
     assigned = await new_task(machine_server, fleet, "assigned")
     await assign(machine_server, fleet, assigned)
-    await machine_server.ok(post, {"i": {"taskId": assigned, "body": "please also update the docs"}}, fleet.who.token)
+    await machine_server.ok(
+        post, {"i": {"taskId": assigned, "body": "please also update the docs"}}, fleet.who.token
+    )
     coder_runs = [r for r in await _runs(machine_server, fleet) if r["agent"]["name"] == "Coder"]
     # The root comment runs the assignee: it joins the assignment's turn if that still waits,
     # or queues as its one follow-up if the turn is already on the machine.
@@ -100,7 +151,9 @@ async def test_team_tag_routes_to_the_lead_and_root_comment_runs_the_assignee(ma
     await fleet.daemon.__aexit__()
 
 
-async def test_reactions_steer_the_author_only(machine_server: RunningServer, ) -> None:
+async def test_reactions_steer_the_author_only(
+    machine_server: RunningServer,
+) -> None:
     fleet = await ready_fleet(machine_server)
     task_id = await new_task(machine_server, fleet)
     # An agent's comment (made here through its run token) triggers no one by itself.
@@ -112,16 +165,25 @@ async def test_reactions_steer_the_author_only(machine_server: RunningServer, ) 
     assert await claim(machine_server, fleet, job)
     await message.ack()
     token = job["run_token"]
-    proposal = (await machine_server.ok(
-        "mutation($i: PostCommentInput!) { postComment(input: $i) { id } }",
-        {"i": {"taskId": task_id, "body": "I propose to rewrite the parser."}}, token,
-    ))["postComment"]["id"]
+    proposal = (
+        await machine_server.ok(
+            "mutation($i: PostCommentInput!) { postComment(input: $i) { id } }",
+            {"i": {"taskId": task_id, "body": "I propose to rewrite the parser."}},
+            token,
+        )
+    )["postComment"]["id"]
     assert len(await _runs(machine_server, fleet)) == 1
     # The agent reacting to its own comment does nothing.
-    await machine_server.ok('mutation($c: ID!) { react(commentId: $c, emoji: "👍") { id } }', {"c": proposal}, token)
+    await machine_server.ok(
+        'mutation($c: ID!) { react(commentId: $c, emoji: "👍") { id } }', {"c": proposal}, token
+    )
     assert len(await _runs(machine_server, fleet)) == 1
     # A person's 👍 runs the author (as a follow-up, since its run is still active).
-    await machine_server.ok('mutation($c: ID!) { react(commentId: $c, emoji: "👍") { id } }', {"c": proposal}, fleet.who.token)
+    await machine_server.ok(
+        'mutation($c: ID!) { react(commentId: $c, emoji: "👍") { id } }',
+        {"c": proposal},
+        fleet.who.token,
+    )
     runs = await _runs(machine_server, fleet)
     assert len(runs) == 2
     reaction = next(r for r in runs if r["triggerKind"] == "REACTION")
@@ -130,9 +192,17 @@ async def test_reactions_steer_the_author_only(machine_server: RunningServer, ) 
     await fleet.daemon.__aexit__()
 
 
-async def test_chat_message_runs_the_chats_agent_one_turn_at_a_time(machine_server: RunningServer) -> None:
+async def test_chat_message_runs_the_chats_agent_one_turn_at_a_time(
+    machine_server: RunningServer,
+) -> None:
     fleet = await ready_fleet(machine_server)
-    chat = (await machine_server.ok('mutation($w: ID!, $a: ID!) { createChat(workspaceId: $w, agentId: $a, title: "Ideas") { id } }', {"w": fleet.who.workspace_id, "a": fleet.agent_id}, fleet.who.token))["createChat"]["id"]
+    chat = (
+        await machine_server.ok(
+            'mutation($w: ID!, $a: ID!) { createChat(workspaceId: $w, agentId: $a, title: "Ideas") { id } }',
+            {"w": fleet.who.workspace_id, "a": fleet.agent_id},
+            fleet.who.token,
+        )
+    )["createChat"]["id"]
     send = "mutation($c: ID!, $b: String!) { sendChatMessage(chatId: $c, body: $b) { id } }"
     await machine_server.ok(send, {"c": chat, "b": "What should we build next?"}, fleet.who.token)
     await machine_server.ok(send, {"c": chat, "b": "Think about billing."}, fleet.who.token)
@@ -144,5 +214,7 @@ async def test_chat_message_runs_the_chats_agent_one_turn_at_a_time(machine_serv
         assert sum(text in r["input"] for r in runs) == 1
     run = runs[-1]
     assert run["triggerKind"] == "CHAT" and run["chatId"] == chat and run["task"] is None
-    assert f"chat_id: {chat}" in run["compiledPrompt"] and _in_order(run["compiledPrompt"], SECTIONS)
+    assert f"chat_id: {chat}" in run["compiledPrompt"] and _in_order(
+        run["compiledPrompt"], SECTIONS
+    )
     await fleet.daemon.__aexit__()

@@ -34,9 +34,13 @@ async def owner(server: RunningServer, email: str = "owner@example.com") -> Owne
     return Owner(token, ws["createWorkspace"]["id"])
 
 
-async def connect_machine(server: RunningServer, who: Owner, name: str = "laptop") -> dict[str, Any]:
+async def connect_machine(
+    server: RunningServer, who: Owner, name: str = "laptop"
+) -> dict[str, Any]:
     ticket = (
-        await server.ok(REQUEST, {"i": {"name": name, "hostname": "h", "os": "linux", "cliVersion": "0.1.0"}})
+        await server.ok(
+            REQUEST, {"i": {"name": name, "hostname": "h", "os": "linux", "cliVersion": "0.1.0"}}
+        )
     )["requestMachineApproval"]
     await server.ok(APPROVE, {"c": ticket["userCode"], "w": [who.workspace_id]}, who.token)
     poll = (await server.ok(POLL, {"t": ticket["pollToken"]}))["pollMachineApproval"]
@@ -45,7 +49,9 @@ async def connect_machine(server: RunningServer, who: Owner, name: str = "laptop
     return creds
 
 
-def runtime(name: str = "claude", version: str = "2.1.329", available: bool = True) -> RuntimeReport:
+def runtime(
+    name: str = "claude", version: str = "2.1.329", available: bool = True
+) -> RuntimeReport:
     return RuntimeReport(
         name=name,
         provider="anthropic" if name == "claude" else "openai",
@@ -89,7 +95,11 @@ class FakeDaemon:
 
     async def send(self, body: bytes, routing_key: str | None = None) -> None:
         await self.events.publish(
-            aio_pika.Message(body, user_id=topology.machine_username(self.machine_id), content_type="application/json"),
+            aio_pika.Message(
+                body,
+                user_id=topology.machine_username(self.machine_id),
+                content_type="application/json",
+            ),
             routing_key=routing_key or topology.heartbeat_routing_key(self.machine_id),
             timeout=5,
         )

@@ -34,7 +34,8 @@ async def test_heartbeats_online_runtimes_enable_and_stale(machine_server: Runni
     creds = await connect_machine(machine_server, who)
     async with ws_session(machine_server.ws_url, who.token) as session:
         changes = Subscription(
-            session, "subscription($w: ID!) { machinesChanged(workspaceId: $w) { machineId machine { online } } }",
+            session,
+            "subscription($w: ID!) { machinesChanged(workspaceId: $w) { machineId machine { online } } }",
             {"w": who.workspace_id},
         )
         await asyncio.sleep(0.2)
@@ -46,18 +47,27 @@ async def test_heartbeats_online_runtimes_enable_and_stale(machine_server: Runni
                 return rows if rows and rows[0]["online"] else None
 
             (machine,) = await eventually(online)
-            assert machine["executionRoot"] == "/home/me/.taskmachine/work" and machine["capacity"] == 4
+            assert (
+                machine["executionRoot"] == "/home/me/.taskmachine/work"
+                and machine["capacity"] == 4
+            )
             names = {r["name"]: r for r in machine["runtimes"]}
             assert set(names) == {"claude", "codex"}
             # Detected is not approved: new runtimes start disabled, so not ready.
-            assert all(not r["enabled"] and not r["ready"] and r["available"] for r in names.values())
-            assert names["claude"]["capabilities"]["models"][0]["reasoning_levels"] == ["low", "high"]
+            assert all(
+                not r["enabled"] and not r["ready"] and r["available"] for r in names.values()
+            )
+            assert names["claude"]["capabilities"]["models"][0]["reasoning_levels"] == [
+                "low",
+                "high",
+            ]
             change = (await changes.next())["machinesChanged"]
             assert change == {"machineId": creds["machineId"], "machine": {"online": True}}
 
             enabled = await machine_server.ok(
                 "mutation($r: ID!) { setRuntimeEnabled(runtimeId: $r, enabled: true) { enabled ready } }",
-                {"r": names["claude"]["id"]}, who.token,
+                {"r": names["claude"]["id"]},
+                who.token,
             )
             assert enabled["setRuntimeEnabled"] == {"enabled": True, "ready": True}
 
@@ -81,14 +91,20 @@ async def test_heartbeats_online_runtimes_enable_and_stale(machine_server: Runni
         await changes.close()
 
 
-async def test_bad_heartbeats_are_dead_lettered_and_ingest_goes_on(machine_server: RunningServer) -> None:
+async def test_bad_heartbeats_are_dead_lettered_and_ingest_goes_on(
+    machine_server: RunningServer,
+) -> None:
     who = await owner(machine_server)
     creds = await connect_machine(machine_server, who)
     broker = machine_server.state.services["broker"]
-    dead = await broker.channel.declare_queue(topology.DEAD_QUEUE, durable=True, arguments=topology.queue_arguments("dead"))
+    dead = await broker.channel.declare_queue(
+        topology.DEAD_QUEUE, durable=True, arguments=topology.queue_arguments("dead")
+    )
     async with FakeDaemon(creds) as daemon:
         await daemon.send(b"{not json")
-        await daemon.send(json.dumps({"v": 1, "machine_id": creds["machineId"], "seq": "x"}).encode())
+        await daemon.send(
+            json.dumps({"v": 1, "machine_id": creds["machineId"], "seq": "x"}).encode()
+        )
         other = daemon.heartbeat([runtime()]).model_copy(update={"machine_id": uuid.uuid4()})
         await daemon.send(other.to_body())
 
@@ -113,17 +129,26 @@ async def test_bad_heartbeats_are_dead_lettered_and_ingest_goes_on(machine_serve
     assert await dead.get(fail=False) is None
 
 
-async def test_removal_revokes_tokens_and_closes_the_broker_connection(machine_server: RunningServer) -> None:
+async def test_removal_revokes_tokens_and_closes_the_broker_connection(
+    machine_server: RunningServer,
+) -> None:
     who = await owner(machine_server)
     creds = await connect_machine(machine_server, who)
     connection = await aio_pika.connect(creds["amqpUrl"])
     closed = asyncio.Event()
     connection.close_callbacks.add(lambda *_: closed.set())
     started = time.monotonic()
-    await machine_server.ok("mutation($id: ID!) { removeMachine(machineId: $id) }", {"id": creds["machineId"]}, who.token)
+    await machine_server.ok(
+        "mutation($id: ID!) { removeMachine(machineId: $id) }",
+        {"id": creds["machineId"]},
+        who.token,
+    )
     await asyncio.wait_for(closed.wait(), timeout=5)
     assert time.monotonic() - started < 5
-    assert await machine_server.error_code("{ thisMachine { id } }", token=creds["accessToken"]) == "UNAUTHENTICATED"
+    assert (
+        await machine_server.error_code("{ thisMachine { id } }", token=creds["accessToken"])
+        == "UNAUTHENTICATED"
+    )
     try:
         await aio_pika.connect(creds["amqpUrl"], timeout=5)
         refused = False
@@ -133,13 +158,16 @@ async def test_removal_revokes_tokens_and_closes_the_broker_connection(machine_s
     assert await _machines(machine_server, who.token, who.workspace_id) == []
 
 
-async def test_stale_runtime_raises_one_inbox_item_for_agent_managers(machine_server: RunningServer) -> None:
+async def test_stale_runtime_raises_one_inbox_item_for_agent_managers(
+    machine_server: RunningServer,
+) -> None:
     machine_server.settings.__dict__["machine_online_window_seconds"] = 0.5
     who = await owner(machine_server)
     member = await machine_server.token_for("member@example.com")
     await machine_server.ok(
         'mutation($w: ID!) { addMember(input: {workspaceId: $w, email: "member@example.com", role: MEMBER}) { id } }',
-        {"w": who.workspace_id}, who.token,
+        {"w": who.workspace_id},
+        who.token,
     )
     creds = await connect_machine(machine_server, who)
     async with FakeDaemon(creds) as daemon:
@@ -150,10 +178,15 @@ async def test_stale_runtime_raises_one_inbox_item_for_agent_managers(machine_se
             return rows and rows[0]["runtimes"] and rows[0]["runtimes"][0]["id"]
 
         runtime_id = await eventually(claude_id)
-        await machine_server.ok("mutation($r: ID!) { setRuntimeEnabled(runtimeId: $r, enabled: true) { id } }", {"r": runtime_id}, who.token)
+        await machine_server.ok(
+            "mutation($r: ID!) { setRuntimeEnabled(runtimeId: $r, enabled: true) { id } }",
+            {"r": runtime_id},
+            who.token,
+        )
         await machine_server.ok(
             'mutation($w: ID!, $r: ID!) { createAgent(workspaceId: $w, profile: {name: "Coder", defaultRuntimeId: $r}) { id } }',
-            {"w": who.workspace_id, "r": runtime_id}, who.token,
+            {"w": who.workspace_id, "r": runtime_id},
+            who.token,
         )
     inbox = "{ inbox(status: OPEN) { edges { node { kind title data } } } }"
 
@@ -165,7 +198,10 @@ async def test_stale_runtime_raises_one_inbox_item_for_agent_managers(machine_se
     await asyncio.sleep(1.0)  # several more sweeps: still one item
     items = (await machine_server.ok(inbox, token=who.token))["inbox"]["edges"]
     assert len(items) == 1 and items[0]["node"]["kind"] == "RUNTIME_STALE"
-    assert "Coder" not in items[0]["node"]["title"] and items[0]["node"]["data"]["runtimeId"] == runtime_id
+    assert (
+        "Coder" not in items[0]["node"]["title"]
+        and items[0]["node"]["data"]["runtimeId"] == runtime_id
+    )
     assert (await machine_server.ok(inbox, token=member))["inbox"]["edges"] == []
     # It comes back: the item resolves itself.
     async with FakeDaemon(creds) as daemon:
@@ -177,7 +213,9 @@ async def test_stale_runtime_raises_one_inbox_item_for_agent_managers(machine_se
         await eventually(resolved)
 
 
-async def test_update_nudge_and_update_request_reach_the_control_queue(machine_server: RunningServer) -> None:
+async def test_update_nudge_and_update_request_reach_the_control_queue(
+    machine_server: RunningServer,
+) -> None:
     machine_server.settings.__dict__["latest_cli_version"] = "0.2.0"
     machine_server.settings.__dict__["min_cli_version"] = "0.1.5"
     who = await owner(machine_server)
@@ -202,7 +240,9 @@ async def test_update_nudge_and_update_request_reach_the_control_queue(machine_s
         assert len((await machine_server.ok(inbox, token=who.token))["inbox"]["edges"]) == 1
 
         queued = await machine_server.ok(
-            "mutation($id: ID!) { requestMachineUpdate(machineId: $id) { updateStatus } }", {"id": creds["machineId"]}, who.token
+            "mutation($id: ID!) { requestMachineUpdate(machineId: $id) { updateStatus } }",
+            {"id": creds["machineId"]},
+            who.token,
         )
         assert queued["requestMachineUpdate"]["updateStatus"] == "QUEUED"
         message = await control.control.get(timeout=5)

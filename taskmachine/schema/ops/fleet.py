@@ -80,8 +80,14 @@ class MachineApproval:
     @classmethod
     def of(cls, row: m.MachineApproval) -> MachineApproval:
         return cls(
-            user_code=row.user_code, name=row.name, hostname=row.hostname, os=row.os,
-            cli_version=row.cli_version, status=row.status, expires_at=row.expires_at, _row=row,
+            user_code=row.user_code,
+            name=row.name,
+            hostname=row.hostname,
+            os=row.os,
+            cli_version=row.cli_version,
+            status=row.status,
+            expires_at=row.expires_at,
+            _row=row,
         )
 
     @strawberry.field
@@ -104,15 +110,23 @@ def _require_broker(info: Info) -> Any:
 class Query:
     @strawberry.field(description="Machines connected to a workspace.")
     async def machines(
-        self, info: Info, workspace_id: strawberry.ID, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        workspace_id: strawberry.ID,
+        first: int | None = None,
+        after: str | None = None,
     ) -> Connection[Machine]:
         wid = need_id(workspace_id, "workspaceId")
         query = sa.select(m.Machine).where(
             m.Machine.id.in_(
-                sa.select(m.MachineWorkspace.machine_id).where(m.MachineWorkspace.workspace_id == wid)
+                sa.select(m.MachineWorkspace.machine_id).where(
+                    m.MachineWorkspace.workspace_id == wid
+                )
             )
         )
-        return await page(info, query, m.Machine.id, Machine.of, first=first, after=after, workspace_id=wid)
+        return await page(
+            info, query, m.Machine.id, Machine.of, first=first, after=after, workspace_id=wid
+        )
 
     @strawberry.field
     async def machine(self, info: Info, id: strawberry.ID) -> Machine:
@@ -148,7 +162,9 @@ class Query:
             rows = (await session.scalars(query)).all()
         return [Runtime.of(r) for r in rows]
 
-    @strawberry.field(description="The machine whose access token makes this request (tama status).")
+    @strawberry.field(
+        description="The machine whose access token makes this request (tama status)."
+    )
     async def this_machine(self, info: Info) -> Machine:
         caller = await principal(info, machine=True)
         if caller.machine_id is None:
@@ -175,12 +191,19 @@ class Mutation:
         state = info.context.state
         async with db() as session:
             ticket = await domain.request_approval(
-                session, state.hasher, state.settings, input.name, input.hostname, input.os,
+                session,
+                state.hasher,
+                state.settings,
+                input.name,
+                input.hostname,
+                input.os,
                 input.cli_version,
             )
         return MachineApprovalTicket(
-            user_code=ticket.user_code, poll_token=ticket.poll_token,
-            approval_url=ticket.approval_url, expires_at=ticket.expires_at,
+            user_code=ticket.user_code,
+            poll_token=ticket.poll_token,
+            approval_url=ticket.approval_url,
+            expires_at=ticket.expires_at,
             poll_interval_seconds=2.0,
         )
 
@@ -206,7 +229,9 @@ class Mutation:
             ),
         )
 
-    @strawberry.mutation(description="Trade a refresh token for a new pair; the old one stops working.")
+    @strawberry.mutation(
+        description="Trade a refresh token for a new pair; the old one stops working."
+    )
     async def refresh_machine_token(self, info: Info, refresh_token: str) -> MachineTokens:
         state = info.context.state
         async with db() as session:
@@ -234,20 +259,30 @@ class Mutation:
             return MachineApproval.of(await domain.deny(session, caller, code))
 
     @strawberry.mutation(description="Let agents use a runtime, or take it out of rotation.")
-    async def set_runtime_enabled(self, info: Info, runtime_id: strawberry.ID, enabled: bool) -> Runtime:
+    async def set_runtime_enabled(
+        self, info: Info, runtime_id: strawberry.ID, enabled: bool
+    ) -> Runtime:
         caller = await principal(info)
         async with db() as session:
-            row = await domain.set_runtime_enabled(session, caller, need_id(runtime_id, "runtimeId"), enabled)
+            row = await domain.set_runtime_enabled(
+                session, caller, need_id(runtime_id, "runtimeId"), enabled
+            )
         return Runtime.of(row)
 
-    @strawberry.mutation(description="Remove a machine: its tokens stop working, its broker connection closes.")
+    @strawberry.mutation(
+        description="Remove a machine: its tokens stop working, its broker connection closes."
+    )
     async def remove_machine(self, info: Info, machine_id: strawberry.ID) -> strawberry.ID:
         caller = await principal(info)
         async with db() as session:
-            row = await domain.remove(session, caller, _broker(info), need_id(machine_id, "machineId"))
+            row = await domain.remove(
+                session, caller, _broker(info), need_id(machine_id, "machineId")
+            )
         return strawberry.ID(str(row.id))
 
-    @strawberry.mutation(description="Queue an update: the daemon installs the newest tama and restarts.")
+    @strawberry.mutation(
+        description="Queue an update: the daemon installs the newest tama and restarts."
+    )
     async def request_machine_update(self, info: Info, machine_id: strawberry.ID) -> Machine:
         caller = await principal(info)
         broker = _require_broker(info)
@@ -271,6 +306,8 @@ class Mutation:
             # Published before commit: if the broker refuses, nothing is recorded as queued.
             await broker.publish_control(
                 str(mid),
-                UpdateRequest(request_id=uuid.uuid4(), target_version=settings.latest_cli_version or None),
+                UpdateRequest(
+                    request_id=uuid.uuid4(), target_version=settings.latest_cli_version or None
+                ),
             )
         return Machine.of(machine)

@@ -88,7 +88,9 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="A machine takes a dispatched run; one claim per attempt wins.")
+    @strawberry.mutation(
+        description="A machine takes a dispatched run; one claim per attempt wins."
+    )
     async def claim_run(self, info: Info, run_id: strawberry.ID, attempt: int) -> ClaimResult:
         caller = await principal(info, machine=True)
         if caller.machine_id is None:
@@ -98,9 +100,14 @@ class Mutation:
             accepted = await run_domain.claim(
                 session, caller.machine_id, rid, attempt, info.context.state.settings.lease_seconds
             )
-        return ClaimResult(accepted=accepted, reason=None if accepted else "not dispatched to you, or already claimed")
+        return ClaimResult(
+            accepted=accepted,
+            reason=None if accepted else "not dispatched to you, or already claimed",
+        )
 
-    @strawberry.mutation(description="Stop a run: at once if it has not started, else its machine stops it.")
+    @strawberry.mutation(
+        description="Stop a run: at once if it has not started, else its machine stops it."
+    )
     async def cancel_run(self, info: Info, id: strawberry.ID) -> Run:
         caller = await principal(info)
         async with db() as session:
@@ -110,7 +117,9 @@ class Mutation:
                 broker = info.context.state.services.get("broker")
                 if broker is None:
                     raise Conflict("the server runs without a broker; the machine cannot be told")
-                await broker.publish_control(str(run.machine_id), CancelRun(run_id=run.id, attempt=run.attempt))
+                await broker.publish_control(
+                    str(run.machine_id), CancelRun(run_id=run.id, attempt=run.attempt)
+                )
             await session.flush()
         return Run.of(run)
 
@@ -126,10 +135,18 @@ class Mutation:
             assert agent is not None
             task = await session.get(m.Task, old.task_id) if old.task_id else None
             run = run_domain.new_run(
-                session, agent=agent, trigger_kind=m.TriggerKind.MANUAL, input=old.input,
-                compiled_prompt=old.compiled_prompt, runtime_id=old.runtime_id, priority=old.priority,
-                task=task, chat_id=old.chat_id, thread_comment_id=old.thread_comment_id,
-                follows_run_id=old.id, permission=old.permission,
+                session,
+                agent=agent,
+                trigger_kind=m.TriggerKind.MANUAL,
+                input=old.input,
+                compiled_prompt=old.compiled_prompt,
+                runtime_id=old.runtime_id,
+                priority=old.priority,
+                task=task,
+                chat_id=old.chat_id,
+                thread_comment_id=old.thread_comment_id,
+                follows_run_id=old.id,
+                permission=old.permission,
             )
             await session.flush()
         return Run.of(run)

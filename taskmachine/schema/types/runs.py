@@ -81,7 +81,9 @@ class Run:
             _row=row,
         )
 
-    @strawberry.field(description="Why a queued run waits: agent at 2/2, runtime offline, task busy…")
+    @strawberry.field(
+        description="Why a queued run waits: agent at 2/2, runtime offline, task busy…"
+    )
     def queue_reason(self) -> str | None:
         return self._row.queue_reason
 
