@@ -19,6 +19,22 @@ from taskmachine.domain.events import emit, machines_topic
 from taskmachine.models import Machine, MachineStatus, MachineWorkspace, Run, RunStatus, Runtime
 from taskmachine.wire.messages import Heartbeat, RuntimeReport
 
+# The columns a heartbeat reports, as read back to compare with it.
+_MACHINE_FIELDS = (
+    Machine.cli_version,
+    Machine.execution_root,
+    Machine.capacity,
+    Machine.active_runs,
+    Machine.update_status,
+)
+_RUNTIME_FIELDS = (
+    Runtime.provider,
+    Runtime.path,
+    Runtime.version,
+    Runtime.capabilities,
+    Runtime.available,
+)
+
 
 def latest_per_machine(heartbeats: Iterable[Heartbeat]) -> dict[uuid.UUID, Heartbeat]:
     latest: dict[uuid.UUID, Heartbeat] = {}
@@ -30,10 +46,9 @@ def latest_per_machine(heartbeats: Iterable[Heartbeat]) -> dict[uuid.UUID, Heart
 
 
 def _capabilities(report: RuntimeReport) -> dict[str, Any]:
-    return {
-        "models": [model.model_dump() for model in report.models],
-        "reason": report.reason,
-    }
+    # One serializer call per report (not one per model): this runs for every runtime of every
+    # heartbeat, and it was the largest single cost of a batch.
+    return report.model_dump(include={"models", "reason"})
 
 
 def _runtime_fields(report: RuntimeReport, now: datetime) -> dict[str, Any]:
@@ -59,13 +74,22 @@ async def apply_heartbeats(
     latest = latest_per_machine(heartbeats)
     if not latest:
         return set()
+    # Plain rows, not ORM objects: a batch reads hundreds of machines only to compare them.
     machines = {
-        m.id: m
-        for m in (await session.scalars(sa.select(Machine).where(Machine.id.in_(latest)))).all()
+        row.id: row
+        for row in (
+            await session.execute(
+                sa.select(
+                    Machine.id, Machine.status, Machine.last_heartbeat_at, *_MACHINE_FIELDS
+                ).where(Machine.id.in_(latest))
+            )
+        ).all()
     }
     stale_before = now - timedelta(seconds=online_window)
     changed: set[uuid.UUID] = set()
     machine_rows: list[dict[str, Any]] = []
+    # Machines whose reported fields are all as stored: one UPDATE for all of them.
+    same: list[uuid.UUID] = []
     for machine_id, beat in latest.items():
         machine = machines.get(machine_id)
         if machine is None:
@@ -82,19 +106,36 @@ async def apply_heartbeats(
             "active_runs": len(beat.active_runs),
             "update_status": beat.update_status,
         }
-        if not was_online or any(getattr(machine, k) != v for k, v in fields.items() if k != "active_runs"):
+        differs = {k for k, v in fields.items() if getattr(machine, k) != v}
+        if not was_online or differs - {"active_runs"}:
             changed.add(machine_id)
-        machine_rows.append(
-            {"id": machine_id, "status": MachineStatus.ONLINE, "last_heartbeat_at": now, **fields}
-        )
-    if not machine_rows:
+        if differs:
+            machine_rows.append(
+                {
+                    "id": machine_id,
+                    "status": MachineStatus.ONLINE,
+                    "last_heartbeat_at": now,
+                    **fields,
+                }
+            )
+        else:
+            same.append(machine_id)
+    if not machine_rows and not same:
         return set()
-    # Expire the loaded objects first: the bulk UPDATE below goes around the identity map.
-    for machine in machines.values():
-        session.expunge(machine)
-    await session.execute(sa.update(Machine), machine_rows)
-    changed |= await _apply_runtimes(session, {r["id"]: latest[r["id"]] for r in machine_rows}, now)
-    await _renew_leases(session, {r["id"]: latest[r["id"]] for r in machine_rows}, now, lease)
+    if machine_rows:
+        await session.execute(sa.update(Machine), machine_rows)
+    if same:
+        await session.execute(
+            sa.update(Machine)
+            .where(Machine.id.in_(same))
+            .values(status=MachineStatus.ONLINE, last_heartbeat_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    applied = {
+        machine_id: latest[machine_id] for machine_id in [*same, *(r["id"] for r in machine_rows)]
+    }
+    changed |= await _apply_runtimes(session, applied, now)
+    await _renew_leases(session, applied, now, lease)
     if changed:
         links = (
             await session.execute(
@@ -111,15 +152,21 @@ async def apply_heartbeats(
 async def _apply_runtimes(
     session: AsyncSession, beats: dict[uuid.UUID, Heartbeat], now: datetime
 ) -> set[uuid.UUID]:
-    existing: dict[tuple[uuid.UUID, str], Runtime] = {
-        (r.machine_id, r.name): r
-        for r in (
-            await session.scalars(sa.select(Runtime).where(Runtime.machine_id.in_(beats)))
+    existing = {
+        (row.machine_id, row.name): row
+        for row in (
+            await session.execute(
+                sa.select(Runtime.id, Runtime.machine_id, Runtime.name, *_RUNTIME_FIELDS).where(
+                    Runtime.machine_id.in_(beats)
+                )
+            )
         ).all()
     }
     changed: set[uuid.UUID] = set()
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
+    # Runtimes reported exactly as stored (the usual case) only get a new last_reported_at.
+    same: list[uuid.UUID] = []
     reported: set[tuple[uuid.UUID, str]] = set()
     for machine_id, beat in beats.items():
         for report in beat.runtimes:
@@ -135,19 +182,24 @@ async def _apply_runtimes(
                 )
                 changed.add(machine_id)
                 continue
-            if any(
-                getattr(current, k) != v for k, v in fields.items() if k != "last_reported_at"
-            ):
+            if any(getattr(current, k) != v for k, v in fields.items() if k != "last_reported_at"):
                 changed.add(machine_id)
-            updates.append({"id": current.id, **fields})
+                updates.append({"id": current.id, **fields})
+            else:
+                same.append(current.id)
     gone = [r.id for key, r in existing.items() if key not in reported]
     changed |= {r.machine_id for key, r in existing.items() if key not in reported}
-    for runtime in existing.values():
-        session.expunge(runtime)
     if inserts:
         await session.execute(sa.insert(Runtime), inserts)
     if updates:
         await session.execute(sa.update(Runtime), updates)
+    if same:
+        await session.execute(
+            sa.update(Runtime)
+            .where(Runtime.id.in_(same))
+            .values(last_reported_at=now)
+            .execution_options(synchronize_session=False)
+        )
     if gone:
         await session.execute(sa.delete(Runtime).where(Runtime.id.in_(gone)))
     return changed

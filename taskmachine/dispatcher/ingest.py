@@ -25,7 +25,11 @@ from taskmachine.models import utcnow
 from taskmachine.settings import Settings
 from taskmachine.wire.errors import WireError
 from taskmachine.wire.messages import Heartbeat
-from taskmachine.wire.topology import EventRoutingKey, machine_id_from_username, parse_event_routing_key
+from taskmachine.wire.topology import (
+    EventRoutingKey,
+    machine_id_from_username,
+    parse_event_routing_key,
+)
 
 log = logging.getLogger("taskmachine.ingest")
 
@@ -39,7 +43,9 @@ class _Pending:
 
 
 class EventIngest:
-    def __init__(self, settings: Settings, session_factory: SessionFactory, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, session_factory: SessionFactory, metrics: Metrics
+    ) -> None:
         self.settings = settings
         self.session_factory = session_factory
         self.metrics = metrics
@@ -47,6 +53,10 @@ class EventIngest:
         self._pending: list[_Pending] = []
         self._first_pending_at = 0.0
         self._wake = asyncio.Event()
+        # One batch written at a time: a second transaction beside it would only wait for the
+        # first one's locks (on SQLite, the write lock, polled in sleeps), while the heartbeats
+        # arriving meanwhile can join the next batch instead.
+        self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self._consumer_tag: str | None = None
         self._queue: AbstractQueue | None = None
@@ -71,7 +81,8 @@ class EventIngest:
     async def _reject(self, message: AbstractIncomingMessage, why: str) -> None:
         self.metrics.inc("taskmachine_events_rejected_total")
         log.warning(
-            "event dead-lettered: %s", why,
+            "event dead-lettered: %s",
+            why,
             extra={"routing_key": message.routing_key, "user_id": message.user_id},
         )
         await message.reject(requeue=False)
@@ -111,20 +122,29 @@ class EventIngest:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            delay = self.settings.heartbeat_batch_seconds - (time.monotonic() - self._first_pending_at)
+            delay = self.settings.heartbeat_batch_seconds - (
+                time.monotonic() - self._first_pending_at
+            )
             if delay > 0:
                 await asyncio.sleep(delay)
             await self._flush()
 
     async def _flush(self) -> None:
+        async with self._flush_lock:
+            await self._write_pending()
+
+    async def _write_pending(self) -> None:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
         try:
             async with self.session_factory() as session:
                 await apply_heartbeats(
-                    session, [p.beat for p in batch], utcnow(),
-                    self.settings.machine_online_window_seconds, self.settings.lease_seconds,
+                    session,
+                    [p.beat for p in batch],
+                    utcnow(),
+                    self.settings.machine_online_window_seconds,
+                    self.settings.lease_seconds,
                 )
                 await session.commit()
         except Exception:

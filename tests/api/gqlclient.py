@@ -41,3 +41,18 @@ class Subscription:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
+
+
+@contextlib.asynccontextmanager
+async def http_session(url: str, token: str) -> AsyncIterator[Any]:
+    """gql over HTTP with a personal API token, as an integration signs in."""
+    from gql.transport.httpx import HTTPXAsyncTransport
+
+    transport = HTTPXAsyncTransport(url=url, headers={"authorization": f"Bearer {token}"})
+    async with Client(transport=transport) as session:
+        yield session
+
+
+async def execute(session: Any, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = await session.execute(GraphQLRequest(gql(query), variable_values=variables or {}))
+    return result

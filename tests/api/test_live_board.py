@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.api.gqlclient import Subscription, ws_session
+from tests.api.gqlclient import Subscription, execute, http_session, ws_session
 from tests.conftest import RunningServer
 
 CREATE_WORKSPACE = (
@@ -23,11 +23,13 @@ TIMELINE = """subscription($task: ID!) { taskTimeline(taskId: $task) { kind data
 
 async def test_token_workspace_agent_task_and_live_subscription(server: RunningServer) -> None:
     token = await server.token_for("ada@example.com")
-    ws = (await server.ok(CREATE_WORKSPACE, {"name": "Acme"}, token))["createWorkspace"]
-    assert ws["viewerRole"] == "OWNER" and ws["slug"] == "acme"
-    agent = (await server.ok(CREATE_AGENT, {"ws": ws["id"]}, token))["createAgent"]
-    assert agent["handle"] == "builder-bot" and agent["concurrencyLimit"] == 1
-    task = (await server.ok(CREATE_TASK, {"ws": ws["id"], "title": "Ship it"}, token))["createTask"]
+    # The Python client, signed in with the token, builds the workspace.
+    async with http_session(f"{server.url}/graphql", token) as client:
+        ws = (await execute(client, CREATE_WORKSPACE, {"name": "Acme"}))["createWorkspace"]
+        assert ws["viewerRole"] == "OWNER" and ws["slug"] == "acme"
+        agent = (await execute(client, CREATE_AGENT, {"ws": ws["id"]}))["createAgent"]
+        assert agent["handle"] == "builder-bot" and agent["concurrencyLimit"] == 1
+        task = (await execute(client, CREATE_TASK, {"ws": ws["id"], "title": "Ship it"}))["createTask"]
     assert task["number"] == 1 and task["status"] == "TODO" and task["tags"] == ["backend"]
 
     async with ws_session(server.ws_url, token) as session:

@@ -189,6 +189,10 @@ async def test_reactions_steer_the_author_only(
     reaction = next(r for r in runs if r["triggerKind"] == "REACTION")
     assert "reacted 👍" in reaction["input"] and "proceed" in reaction["input"]
     assert "I propose to rewrite the parser." in reaction["input"]
+    assert f"comment_id: {proposal}" in reaction["compiledPrompt"]
+    assert reaction["compiledPrompt"].rstrip().endswith(reaction["input"].rstrip())
+    # No session to resume yet (the first turn has not finished): the full prompt.
+    assert _in_order(reaction["compiledPrompt"], SECTIONS)
     await fleet.daemon.__aexit__()
 
 

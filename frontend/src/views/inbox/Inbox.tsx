@@ -9,7 +9,6 @@ import { ErrorMessage } from "../../components/ErrorMessage";
 import { Loading } from "../../components/Loading";
 import { formatTime } from "../../lib/format";
 import { RequestMachineUpdateDocument } from "../machines/queries";
-import { PostCommentDocument } from "../task/queries";
 
 const InboxDocument = graphql(`
   query Inbox($workspaceId: ID!) {
@@ -22,6 +21,7 @@ const InboxDocument = graphql(`
         title
         body
         createdAt
+        readAt
         task {
           id
           number
@@ -38,9 +38,28 @@ const InboxDocument = graphql(`
   }
 `);
 
-const ResolveInboxItemDocument = graphql(`
-  mutation ResolveInboxItem($id: ID!) {
-    updateInboxItem(id: $id, resolved: true) {
+const UpdateInboxItemDocument = graphql(`
+  mutation UpdateInboxItem($id: ID!, $read: Boolean, $resolved: Boolean) {
+    updateInboxItem(id: $id, read: $read, resolved: $resolved) {
+      id
+      status
+      readAt
+    }
+  }
+`);
+
+const AnswerInboxItemDocument = graphql(`
+  mutation AnswerInboxItem($id: ID!, $answer: String!) {
+    answerInboxItem(id: $id, answer: $answer) {
+      id
+      status
+    }
+  }
+`);
+
+const DecideApprovalDocument = graphql(`
+  mutation DecideApproval($id: ID!, $approve: Boolean!, $note: String!) {
+    decideApproval(id: $id, approve: $approve, note: $note) {
       id
       status
     }
@@ -87,28 +106,31 @@ export function Inbox() {
 function InboxCard({ item, onDone }: { item: Item; onDone: () => void }) {
   const { workspace } = useWorkspace();
   const [answer, setAnswer] = useState("");
-  const [resolution, resolve] = useMutation(ResolveInboxItemDocument);
-  const [reply, postReply] = useMutation(PostCommentDocument);
+  const [note, setNote] = useState("");
+  const [updating, updateItem] = useMutation(UpdateInboxItemDocument);
+  const [answering, answerItem] = useMutation(AnswerInboxItemDocument);
+  const [deciding, decide] = useMutation(DecideApprovalDocument);
   const [update, requestUpdate] = useMutation(RequestMachineUpdateDocument);
   const machineId = dataField(item.data, "machineId");
+  const unread = !item.readAt;
 
-  /** Answers and decisions go to the agent as a comment on the task (tagging it), then the item closes. */
-  async function respond(text: string | null) {
-    if (text && item.task) {
-      const posted = await postReply({
-        input: { taskId: item.task.id, body: text, agentIds: item.agent ? [item.agent.id] : [] },
-      });
-      if (posted.error) return;
-    }
-    const result = await resolve({ id: item.id });
+  async function settle(outcome: Promise<{ error?: unknown }>) {
+    const result = await outcome;
     if (!result.error) onDone();
   }
-  const busy = resolution.fetching || reply.fetching || update.fetching;
+  const busy = updating.fetching || answering.fetching || deciding.fetching || update.fetching;
+  const error = updating.error ?? answering.error ?? deciding.error ?? update.error;
+  const dismiss = (label: string) => (
+    <button type="button" className="button" disabled={busy} onClick={() => settle(updateItem({ id: item.id, resolved: true }))}>
+      {updating.fetching ? "Saving…" : label}
+    </button>
+  );
   return (
-    <li className="panel" data-kind={item.kind} aria-label={item.title}>
+    <li className={unread ? "panel inbox-item inbox-item--unread" : "panel inbox-item"} data-kind={item.kind} aria-label={item.title}>
       <div className="page__header">
         <span className="badge">{KIND_LABELS[item.kind] ?? item.kind}</span>
         <strong>{item.title}</strong>
+        {unread && <span className="badge badge--warn">New</span>}
         <span className="muted">{formatTime(item.createdAt)}</span>
       </div>
       {item.body && <p className="comment__body">{item.body}</p>}
@@ -119,36 +141,54 @@ function InboxCard({ item, onDone }: { item: Item; onDone: () => void }) {
           </Link>
         </p>
       )}
-      {(resolution.error || reply.error || update.error) && (
-        <ErrorMessage error={resolution.error ?? reply.error ?? update.error} compact />
-      )}
+      {error && <ErrorMessage error={error} compact />}
       <Can permission="inbox.act">
-        {item.kind === "QUESTION" && item.task ? (
+        {(item.kind === "QUESTION" || item.kind === "BLOCKED") && item.task ? (
           <form
             className="form"
             onSubmit={(e) => {
               e.preventDefault();
-              if (answer.trim()) void respond(answer.trim());
+              if (answer.trim()) void settle(answerItem({ id: item.id, answer: answer.trim() }));
             }}
           >
             <label className="field">
-              <span>Your answer{item.agent ? ` to ${item.agent.name}` : ""}</span>
+              <span>
+                {item.kind === "BLOCKED" ? "What unblocks it" : "Your answer"}
+                {item.agent ? ` (to ${item.agent.name})` : ""}
+              </span>
               <textarea rows={2} value={answer} onChange={(e) => setAnswer(e.target.value)} />
             </label>
             <div className="form__actions">
               <button type="submit" className="button button--primary" disabled={busy || !answer.trim()}>
-                Answer
+                {answering.fetching ? "Sending…" : "Answer"}
               </button>
+              {dismiss("Dismiss")}
             </div>
           </form>
         ) : item.kind === "APPROVAL" && item.task ? (
-          <div className="form__actions">
-            <button type="button" className="button button--danger" disabled={busy} onClick={() => respond("Denied.")}>
-              Deny
-            </button>
-            <button type="button" className="button button--primary" disabled={busy} onClick={() => respond("Approved.")}>
-              Approve
-            </button>
+          <div className="form">
+            <label className="field">
+              <span>Note (optional){item.agent ? ` to ${item.agent.name}` : ""}</span>
+              <textarea rows={2} value={note} onChange={(e) => setNote(e.target.value)} />
+            </label>
+            <div className="form__actions">
+              <button
+                type="button"
+                className="button button--danger"
+                disabled={busy}
+                onClick={() => settle(decide({ id: item.id, approve: false, note: note.trim() }))}
+              >
+                Deny
+              </button>
+              <button
+                type="button"
+                className="button button--primary"
+                disabled={busy}
+                onClick={() => settle(decide({ id: item.id, approve: true, note: note.trim() }))}
+              >
+                {deciding.fetching ? "Sending…" : "Approve"}
+              </button>
+            </div>
           </div>
         ) : item.kind === "UPDATE_NUDGE" && machineId ? (
           <div className="form__actions">
@@ -157,35 +197,40 @@ function InboxCard({ item, onDone }: { item: Item; onDone: () => void }) {
                 type="button"
                 className="button button--primary"
                 disabled={busy}
-                onClick={async () => {
-                  // The server closes the nudge itself once the update is queued.
-                  const result = await requestUpdate({ machineId });
-                  if (!result.error) onDone();
-                }}
+                // The server closes the nudge itself once the update is queued.
+                onClick={() => settle(requestUpdate({ machineId }))}
               >
                 {update.fetching ? "Queueing update…" : "Update now"}
               </button>
             </Can>
-            <button type="button" className="button" disabled={busy} onClick={() => respond(null)}>
-              Dismiss
-            </button>
+            <Link className="button" to={`/w/${workspace.id}/machines#machine-${machineId}`}>
+              Open the machine
+            </Link>
+            {dismiss("Dismiss")}
           </div>
         ) : item.kind === "RUNTIME_STALE" || item.kind === "UPDATE_NUDGE" ? (
           <div className="form__actions">
-            <Link className="button button--primary" to={`/w/${workspace.id}/machines`}>
-              Open machines
+            <Link
+              className="button button--primary"
+              to={machineId ? `/w/${workspace.id}/machines#machine-${machineId}` : `/w/${workspace.id}/machines`}
+            >
+              Open the machine
             </Link>
-            <button type="button" className="button" disabled={busy} onClick={() => respond(null)}>
-              Dismiss
-            </button>
+            {dismiss("Dismiss")}
           </div>
         ) : (
-          <div className="form__actions">
-            <button type="button" className="button" disabled={busy} onClick={() => respond(null)}>
-              Mark done
-            </button>
-          </div>
+          <div className="form__actions">{dismiss("Mark done")}</div>
         )}
+        <div className="form__actions">
+          <button
+            type="button"
+            className="button button--ghost button--small"
+            disabled={busy}
+            onClick={() => settle(updateItem({ id: item.id, read: unread }))}
+          >
+            {unread ? "Mark read" : "Mark unread"}
+          </button>
+        </div>
       </Can>
     </li>
   );

@@ -1,4 +1,5 @@
 import { useEffect, useState } from "react";
+import { useLocation } from "react-router";
 import { useMutation, useQuery, useSubscription } from "urql";
 import type { MachineFieldsFragment } from "../../gql/graphql";
 import { Can, useWorkspace } from "../../app/workspace";
@@ -37,6 +38,14 @@ export function Machines() {
     return () => clearInterval(timer);
   }, [refetch]);
 
+  // An inbox link to one machine (#machine-<id>): bring it into view once the list is there.
+  const { hash } = useLocation();
+  const loaded = Boolean(data);
+  useEffect(() => {
+    if (!loaded || !hash.startsWith("#machine-")) return;
+    document.getElementById(hash.slice(1))?.scrollIntoView?.({ block: "start" });
+  }, [loaded, hash]);
+
   if (fetching && !data) return <Loading label="Loading machines…" />;
   const machines = (data?.machines.edges ?? []).map((e) => e.node);
   return (
@@ -66,7 +75,7 @@ function MachineCard({ machine, onChanged }: { machine: Machine; onChanged: () =
   const [confirming, setConfirming] = useState(false);
   const badge = updateBadge(machine.updateStatus);
   return (
-    <li className="panel" data-machine-id={machine.id} aria-label={`Machine ${machine.name}`}>
+    <li id={`machine-${machine.id}`} className="panel machine" data-machine-id={machine.id} aria-label={`Machine ${machine.name}`}>
       <div className="page__header">
         <h2>
           <span className={machine.online ? "dot dot--online" : "dot"} aria-hidden="true" />

@@ -102,6 +102,12 @@ export function TaskPage() {
             <dd>{task.project?.name ?? "None"}</dd>
           </dl>
           {task.description && <div className="panel comment__body">{task.description}</div>}
+          {task.summary && (
+            <section className="panel summary" aria-labelledby="task-summary" data-testid="task-summary">
+              <h2 id="task-summary">Summary</h2>
+              <div className="comment__body">{task.summary}</div>
+            </section>
+          )}
           <h2>Timeline</h2>
           <Timeline
             taskId={task.id}
@@ -117,11 +123,11 @@ export function TaskPage() {
         </section>
         <aside aria-label="Runs">
           <h2>Runs</h2>
-          <Runs runs={runs} selected={shownRun} onSelect={setSelectedRun} />
+          <Runs runs={runs} selected={shownRun} onSelect={setSelectedRun} onChanged={reload} />
           {shownRun && (
             <>
               <h2>Transcript</h2>
-              <Transcript runId={shownRun} />
+              <Transcript key={shownRun} runId={shownRun} />
             </>
           )}
         </aside>

@@ -3,11 +3,11 @@ import { useMutation } from "urql";
 import type { CommentFieldsFragment, TaskPageQuery } from "../../gql/graphql";
 import { Can, useWorkspace } from "../../app/workspace";
 import { ErrorMessage } from "../../components/ErrorMessage";
-import { formatTime, personName } from "../../lib/format";
+import { formatCost, formatTime, personName } from "../../lib/format";
 import { priorityLabel, statusLabel } from "../board/taskMeta";
 import { Composer, type Mentionable } from "./Composer";
 import { ReactDocument } from "./queries";
-import { runBadgeClass, runStatusLabel } from "./runMeta";
+import { failureLabel, runBadgeClass, runStatusLabel } from "./runMeta";
 
 export type TimelineItem = TaskPageQuery["timeline"]["edges"][number]["node"];
 
@@ -42,20 +42,71 @@ export function describeEvent(event: TimelineItem, names: ReadonlyMap<string, st
       return `${who} unassigned it`;
     }
     case "RUN":
-      return event.run
-        ? `Run by ${event.run.agent.name}${event.run.failureCode ? ` (${event.run.failureCode})` : ""}`
-        : `Run ${field(data, "status")}`;
+      return describeRun(event, who);
     case "SUMMARY":
-      return `${who} summarised the task`;
+      return `${who} wrote the summary`;
     case "REFUSAL":
       return `${who} refused: ${field(data, "reason") || "no reason given"}`;
-    case "NOOP":
-      return `${who} made no change: ${field(data, "reason") || "nothing to do"}`;
+    case "NOOP": {
+      const reason = field(data, "reason") || "nothing to do";
+      const byLoop = field(data, "recorded_by") === "loop";
+      return `${who} did nothing: ${reason}${byLoop ? " (recorded by the loop)" : ""}`;
+    }
     case "REACTED":
       return `${who} reacted ${field(data, "emoji")}`;
     default:
       return `${who}: ${event.kind.toLowerCase().replace(/_/g, " ")}`;
   }
+}
+
+/** A run's step on the timeline, from what the event recorded (not the run's current state). */
+function describeRun(event: TimelineItem, who: string): string {
+  const data = event.data;
+  const agent = event.run?.agent.name ?? who;
+  const attempt = Number(field(data, "attempt")) || 1;
+  const again = attempt > 1 ? ` (attempt ${attempt})` : "";
+  const code = field(data, "failure_code");
+  switch (field(data, "status")) {
+    case "queued": {
+      const trigger = field(data, "trigger");
+      return `${agent} was asked to work${trigger ? ` (${trigger.replace(/_/g, " ")})` : ""}: run queued`;
+    }
+    case "running":
+      return `${agent} started working${again}`;
+    case "succeeded": {
+      const cost = Number(field(data, "cost_usd"));
+      return `${agent}'s run succeeded${again}${field(data, "cost_usd") && !Number.isNaN(cost) ? ` · ${formatCost(cost)}` : ""}`;
+    }
+    case "retrying":
+      return `${agent}'s run is retried${again}${code ? ` after ${failureLabel(code)} (${code})` : ""}`;
+    case "failed":
+      return `${agent}'s run failed${code ? `: ${failureLabel(code)} (${code})` : ""}`;
+    case "cancelled":
+      return `${agent}'s run was cancelled`;
+    default:
+      return `${agent}'s run: ${field(data, "status") || "changed"}`;
+  }
+}
+
+/** The RUN event's own status as a run status (for its badge). */
+export function runEventStatus(event: TimelineItem): string | null {
+  const status = field(event.data, "status");
+  if (!status) return event.run?.status ?? null;
+  return status === "retrying" ? "QUEUED" : status.toUpperCase();
+}
+
+/** Agents mark questions, approval requests and blocks with a bold label at the start. */
+const MARKERS: [string, string][] = [
+  ["**Blocked:** ", "Blocked"],
+  ["**Question:** ", "Question"],
+  ["**Approval requested:** ", "Approval requested"],
+];
+
+export function commentMarker(body: string): { label: string | null; text: string } {
+  for (const [prefix, label] of MARKERS) {
+    if (body.startsWith(prefix)) return { label, text: body.slice(prefix.length) };
+  }
+  return { label: null, text: body };
 }
 
 interface Props {
@@ -105,9 +156,17 @@ export function Timeline({ taskId, events, names, mentionables, onChanged, onOpe
           ) : (
             <div>
               <span>{describeEvent(event, names)}</span>{" "}
+              {event.kind === "SUMMARY" && field(event.data, "summary") && (
+                <div className="comment__body summary__text">{field(event.data, "summary")}</div>
+              )}
+              {event.kind === "RUN" && field(event.data, "status") === "failed" && field(event.data, "error") && (
+                <pre className="run__error">{field(event.data, "error")}</pre>
+              )}
               {event.run && (
                 <>
-                  <span className={runBadgeClass(event.run.status)}>{runStatusLabel(event.run.status)}</span>{" "}
+                  <span className={runBadgeClass(runEventStatus(event) ?? "")}>
+                    {field(event.data, "status") === "retrying" ? "Retrying" : runStatusLabel(runEventStatus(event) ?? "")}
+                  </span>{" "}
                   <button type="button" className="button button--ghost button--small" onClick={() => onOpenRun(event.run!.id)}>
                     View run
                   </button>
@@ -178,12 +237,21 @@ function CommentBlock({
 }
 
 function CommentBody({ comment }: { comment: CommentFieldsFragment }) {
+  const { label, text } = commentMarker(comment.body);
   return (
     <>
       <div className="event__meta">
         <strong>{personName(comment.author)}</strong> · {formatTime(comment.createdAt)}
+        {label && (
+          <>
+            {" "}
+            <span className={label === "Blocked" ? "badge badge--danger" : "badge badge--warn"} data-testid="comment-marker">
+              {label}
+            </span>
+          </>
+        )}
       </div>
-      <div className="comment__body">{comment.body}</div>
+      <div className={label === "Blocked" ? "comment__body comment__body--blocked" : "comment__body"}>{text}</div>
     </>
   );
 }

@@ -27,16 +27,31 @@ export const CommentFields = graphql(`
   }
 `);
 
-export const RunFields = graphql(`
-  fragment RunFields on Run {
+/** What changes while a run moves on: what `runChanged` pushes and the run list shows. */
+export const RunLiveFields = graphql(`
+  fragment RunLiveFields on Run {
     id
     status
     failureCode
     error
     attempt
+    maxAttempts
     costUsd
     durationMs
+    queueReason
+    queuePosition
+    diffStat
+    cancelRequested
+    startedAt
+    finishedAt
+  }
+`);
+
+export const RunFields = graphql(`
+  fragment RunFields on Run {
+    ...RunLiveFields
     createdAt
+    triggerKind
     agent {
       id
       name
@@ -53,6 +68,7 @@ export const TaskPageDocument = graphql(`
   query TaskPage($taskId: ID!, $workspaceId: ID!) {
     task(id: $taskId) {
       ...BoardTaskFields
+      summary
     }
     runs(workspaceId: $workspaceId, filter: { taskId: $taskId }, first: 50) {
       edges {
@@ -111,6 +127,31 @@ export const TaskTimelineDocument = graphql(`
 export const RunDocument = graphql(`
   query RunStatus($runId: ID!) {
     run(id: $runId) {
+      ...RunFields
+    }
+  }
+`);
+
+/** A run's status, attempt and place in the queue, pushed as they change. */
+export const RunChangedDocument = graphql(`
+  subscription RunChanged($runId: ID!) {
+    runChanged(runId: $runId) {
+      ...RunLiveFields
+    }
+  }
+`);
+
+export const CancelRunDocument = graphql(`
+  mutation CancelRun($id: ID!) {
+    cancelRun(id: $id) {
+      ...RunFields
+    }
+  }
+`);
+
+export const RetryRunDocument = graphql(`
+  mutation RetryRun($id: ID!) {
+    retryRun(id: $id) {
       ...RunFields
     }
   }
