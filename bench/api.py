@@ -11,10 +11,13 @@ token, walking the To do column with varying cursors. Beside it, measured in the
   request costs;
 - "me": `{ me { id } }`, the smallest query that authenticates (token lookup and last-used update).
 
-Then one diagnostic pass counts the SQL statements a board query issues and the time spent in
-them. The last line is one JSON object with the figures.
+Then one diagnostic pass counts the SQL statements a board query issues, the time spent in them
+and the full garbage collections during the timed board run. `--gc-freeze` measures the same
+with gc.freeze() after startup (a suggested server change); `--breakdown` also times the page
+field by field. The last line is one JSON object with the figures; docs/performance.md has them.
 
     .venv/bin/python bench/api.py [--tasks 10000] [--queries 400] [--backends sqlite,postgres]
+                                  [--gc-freeze] [--breakdown]
 """
 
 from __future__ import annotations
@@ -56,12 +59,25 @@ PG_ADMIN = os.environ.get("TASKMACHINE_BENCH_PG", "postgresql+asyncpg://postgres
 TARGET_P99_MS = 50.0
 PAGE = 50
 
-BOARD = """query($ws: ID!, $after: String) {
-  tasks(workspaceId: $ws, filter: {status: [TODO]}, first: 50, after: $after) {
-    edges { node { id number title status priority
-      assignee { ... on User { name } ... on Agent { name } }
-      commentCount tags } }
-    pageInfo { endCursor hasNextPage } } }"""
+BOARD_NODE = (
+    "id number title status priority assignee { ... on User { name } ... on Agent { name } } "
+    "commentCount tags"
+)
+BOARD = (
+    "query($ws: ID!, $after: String) {"
+    " tasks(workspaceId: $ws, filter: {status: [TODO]}, first: 50, after: $after) {"
+    f" edges {{ node {{ {BOARD_NODE} }} }} pageInfo {{ endCursor hasNextPage }} }} }}"
+)
+ASSIGNEE = "assignee { ... on User { name } ... on Agent { name } }"
+# (label, node selection); an empty selection means an empty page (first: 0).
+BREAKDOWN = [
+    ("empty page (first: 0)", ""),
+    ("page: id", "id"),
+    ("+ scalars", "id number title status priority"),
+    ("+ assignee", f"id number title status priority {ASSIGNEE}"),
+    ("+ commentCount", f"id number title status priority {ASSIGNEE} commentCount"),
+    ("+ tags (the board query)", BOARD_NODE),
+]
 
 # One statement for the same page: the floor the GraphQL path is compared with.
 FLOOR_SQL = """
@@ -314,15 +330,22 @@ class GcWatch:
 
 
 class StatementCounter:
-    """Counts statements and the time spent in them on an engine, while enabled."""
+    """Counts statements on an engine, and the time spent in them, inside its `with` block."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.count = 0
         self.seconds = 0.0
         self._started: list[float] = []
-        sync = engine.sync_engine
-        sa.event.listen(sync, "before_cursor_execute", self._before)
-        sa.event.listen(sync, "after_cursor_execute", self._after)
+        self._engine = engine.sync_engine
+
+    def __enter__(self) -> StatementCounter:
+        sa.event.listen(self._engine, "before_cursor_execute", self._before)
+        sa.event.listen(self._engine, "after_cursor_execute", self._after)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        sa.event.remove(self._engine, "before_cursor_execute", self._before)
+        sa.event.remove(self._engine, "after_cursor_execute", self._after)
 
     def _before(self, *_: Any) -> None:
         self._started.append(time.perf_counter())
@@ -336,7 +359,7 @@ class StatementCounter:
 
 
 async def bench_backend(
-    backend: str, tasks: int, queries: int, gc_freeze: bool
+    backend: str, tasks: int, queries: int, gc_freeze: bool, with_breakdown: bool
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="tm-bench-") as tmp:
         workdir = Path(tmp)
@@ -363,13 +386,18 @@ async def bench_backend(
                     gc.collect()
                     gc.freeze()
                 try:
-                    return await measure(backend, base_url, state, seeded, queries)
+                    return await measure(backend, base_url, state, seeded, queries, with_breakdown)
                 finally:
                     gc.unfreeze()
 
 
 async def measure(
-    backend: str, base_url: str, state: Any, seeded: Seeded, queries: int
+    backend: str,
+    base_url: str,
+    state: Any,
+    seeded: Seeded,
+    queries: int,
+    with_breakdown: bool,
 ) -> dict[str, float]:
     headers = {"authorization": f"Bearer {seeded.token}"}
     ws = str(seeded.workspace_id)
@@ -449,12 +477,27 @@ async def measure(
         ]
 
         # Diagnostics, apart from the timed runs: statements and time in the database.
-        counter = StatementCounter(engine)
         diag = 50
-        started = time.perf_counter()
-        for i in range(diag):
-            await one_board(i)
-        wall = (time.perf_counter() - started) / diag * 1000
+        with StatementCounter(engine) as counter:
+            started = time.perf_counter()
+            for i in range(diag):
+                await one_board(i)
+            wall = (time.perf_counter() - started) / diag * 1000
+
+        breakdown: list[Timing] = []
+        if with_breakdown:
+            # Where a board query's CPU goes: the same page with fields added one at a time.
+            for label, selection in BREAKDOWN:
+                document = BOARD.replace(BOARD_NODE, selection)
+                if selection == "":
+                    document = BOARD.replace("first: 50", "first: 0").replace(BOARD_NODE, "id")
+
+                async def variant(i: int, document: str = document) -> None:
+                    await post({"query": document, "variables": {"ws": ws, "after": order[i]}})
+
+                for i in range(20):
+                    await variant(i)
+                breakdown.append(await timed(label, 200, variant))
 
     board_t, sql_t, typename_t, me_t = results
     print(f"\n{backend} ({seeded.todo} tasks in To do, {len(cursors)} pages of {PAGE})")
@@ -469,6 +512,10 @@ async def measure(
         f"  during the board run: {len(full)} full garbage collections"
         + (f", longest {max(full):.1f} ms" if full else "")
     )
+    if breakdown:
+        print("  breakdown (CPU per call is the figure to compare):")
+        for timing in breakdown:
+            print("    " + timing.line())
     verdict = "meets" if board_t.p99 < TARGET_P99_MS else "MISSES"
     print(
         f"  board p99 {board_t.p99:.2f} ms {verdict} the {TARGET_P99_MS:.0f} ms target "
@@ -508,6 +555,9 @@ async def main(argv: list[str]) -> int:
         action="store_true",
         help="gc.freeze() after the server starts (a suggested server change, measured here)",
     )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also time the board page field by field"
+    )
     args = parser.parse_args(argv)
     if args.queries < 300:
         parser.error("--queries must be at least 300 for a meaningful p99")
@@ -518,7 +568,9 @@ async def main(argv: list[str]) -> int:
     for backend in args.backends.split(","):
         if backend not in TAG_AGGREGATE:
             parser.error(f"unknown backend {backend!r}: sqlite or postgres")
-        figures.update(await bench_backend(backend, args.tasks, args.queries, args.gc_freeze))
+        figures.update(
+            await bench_backend(backend, args.tasks, args.queries, args.gc_freeze, args.breakdown)
+        )
     required = [f"board_{p}_ms_{b}" for b in ("sqlite", "postgres") for p in ("p50", "p99")]
     ordered = {k: figures[k] for k in required if k in figures}
     ordered.update({k: v for k, v in figures.items() if k not in ordered})

@@ -136,25 +136,40 @@ def broker_pids() -> list[int]:
 
 
 class CpuMeter:
-    """CPU of named groups of processes over a window, in % of one core; "others" is whatever
-    else ran on the box meanwhile (other people's work shares these CPUs)."""
+    """CPU of named groups of processes over a window, in % of one core. "others" is whatever
+    else ran on the box meanwhile (other people's work may share these CPUs); "stall" is the
+    share of the time some task waited for a CPU (Linux pressure stall information)."""
 
     def __init__(self, groups: dict[str, list[int]]) -> None:
         self.groups = {"bench": [os.getpid()], "broker": broker_pids(), **groups}
         self._start = self._sample()
         self._started_at = time.monotonic()
 
-    def _sample(self) -> dict[str, int]:
-        ticks = {name: sum(cpu_ticks(pid)[0] for pid in pids) for name, pids in self.groups.items()}
-        ticks["box"] = box_busy_ticks()
-        return ticks
+    def _sample(self) -> dict[str, float]:
+        seconds = {
+            name: sum(cpu_ticks(pid)[0] for pid in pids) / CLK_TCK
+            for name, pids in self.groups.items()
+        }
+        seconds["box"] = box_busy_ticks() / CLK_TCK
+        seconds["stall"] = cpu_stall_seconds()
+        return seconds
 
     def read(self) -> dict[str, float]:
-        end, seconds = self._sample(), time.monotonic() - self._started_at
-        used = {k: (end[k] - self._start[k]) / CLK_TCK / seconds * 100 for k in end}
-        ours = sum(v for k, v in used.items() if k != "box")
-        used["others"] = max(0.0, used.pop("box") - ours)
+        end, wall = self._sample(), time.monotonic() - self._started_at
+        used = {k: (end[k] - self._start[k]) / wall * 100 for k in end}
+        stall = used.pop("stall")
+        used["others"] = max(0.0, used.pop("box") - sum(used.values()))
+        used["stall"] = stall
         return used
+
+
+def cpu_stall_seconds() -> float:
+    """Seconds some task waited for a CPU since boot (/proc/pressure/cpu); 0 where unknown."""
+    try:
+        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except OSError:
+        return 0.0
+    return int(first.rsplit("total=", 1)[1]) / 1_000_000
 
 
 def status_kb(pid: int, key: str) -> int:
@@ -414,15 +429,15 @@ class ApiProbe:
                 await task
         # A failed API call ends the bench loudly, not with a quiet gap in the samples.
 
-    async def idle(self, seconds: float) -> list[float]:
-        """The floor: the same queries with no heartbeat load."""
+    async def idle(self, seconds: float, server_pid: int) -> tuple[list[float], float]:
+        """The floor: the same queries with no heartbeat load; and the server's CPU % for them."""
         loop = asyncio.get_running_loop()
         async with self.running():
             await asyncio.sleep(1.0)
-            start = loop.time()
+            start, meter = loop.time(), CpuMeter({"server": [server_pid]})
             await asyncio.sleep(seconds)
-            end = loop.time()
-        return self.between(start, end)
+            end, cpu = loop.time(), meter.read()
+        return self.between(start, end), cpu["server"]
 
 
 # --- the staircase -----------------------------------------------------------------------
@@ -470,10 +485,10 @@ class Step:
         )
 
 
-CPU_COLUMNS = ("server", "consumer", "broker", "load", "others")
+CPU_COLUMNS = ("server", "consumer", "broker", "load", "others", "stall")
 HEADER = (
     "    offered  published  ingested  backlog  "
-    "CPU % of a core: server consumer broker load others   API p50 / p99"
+    "CPU % of a core: server consumer broker load others; stall %   API p50 / p99"
 )
 
 
@@ -870,7 +885,15 @@ class BackendResult:
     backend: str
     steps: list[Step]
     idle_api_ms: list[float]
+    # The server's CPU (% of a core) answering the API probe alone, with no heartbeats.
+    api_cpu_pct: float
     daemon: IdleDaemon | None
+
+    def cpu_ms_per_heartbeat(self, step: Step) -> float:
+        """Server CPU per heartbeat ingested, the API's share taken out: unlike the rate, this
+        does not depend on how much CPU other work on the box left to the server."""
+        ingest_pct = max(0.0, step.cpu["server"] - self.api_cpu_pct)
+        return ingest_pct * 10 / max(1.0, step.ingested_per_s)
 
 
 async def bench_backend(
@@ -911,7 +934,7 @@ async def bench_backend(
                     flush=True,
                 )
                 probe = ApiProbe(client, ws)
-                idle_api = await probe.idle(args.window)
+                idle_api, api_cpu = await probe.idle(args.window, server.pid)
                 p50, p99 = p50_p99(idle_api)
                 print(
                     f"  API with no heartbeat load: p50 {p50:.1f} ms, p99 {p99:.1f} ms (n={len(idle_api)})",
@@ -945,7 +968,7 @@ async def bench_backend(
                     )
         finally:
             await server.stop()
-    return BackendResult(backend, steps, idle_api, daemon)
+    return BackendResult(backend, steps, idle_api, api_cpu, daemon)
 
 
 # --- report -------------------------------------------------------------------------------
@@ -975,6 +998,13 @@ def report(floor: list[Step], results: list[BackendResult], machines: int) -> di
             f"meanwhile (floor, no load: p50 {idle50:.1f} ms p99 {idle99:.1f} ms); "
             f"{verdict(ok)} ≥ {TARGET_PER_S}/s with p99 < {TARGET_API_P99_MS:.0f} ms"
         )
+        per_beat = result.cpu_ms_per_heartbeat(top)
+        print(
+            f"    server CPU {top.cpu['server']:.0f} % of a core, {result.api_cpu_pct:.0f} % of it "
+            f"for the API alone: {per_beat:.3f} ms per heartbeat, so about "
+            f"{1000 / max(per_beat, 1e-3):.0f}/s on a core of its own; others on the box used "
+            f"{top.cpu['others']:.0f} %, CPU stall {top.cpu['stall']:.0f} % of the time"
+        )
         suffix = "" if result.backend == "sqlite" else f"_{result.backend}"
         figures[f"heartbeats_per_s{suffix}"] = round(top.ingested_per_s)
         figures[f"api_p99_ms{suffix}"] = round(p99, 1)
@@ -982,6 +1012,8 @@ def report(floor: list[Step], results: list[BackendResult], machines: int) -> di
         figures[f"floor_api_p50_ms{suffix}"] = round(idle50, 1)
         figures[f"floor_api_p99_ms{suffix}"] = round(idle99, 1)
         figures[f"server_cpu_pct{suffix}"] = round(top.cpu["server"])
+        figures[f"server_cpu_ms_per_heartbeat{suffix}"] = round(per_beat, 3)
+        figures[f"others_cpu_pct{suffix}"] = round(top.cpu["others"])
         if result.daemon is not None:
             d = result.daemon
             print(

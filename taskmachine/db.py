@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 from typing import Any
 
 from sqlalchemy import event
@@ -16,7 +14,6 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.util import await_only
 
 from taskmachine.settings import Settings
 
@@ -33,88 +30,31 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
     cursor.close()
 
 
-# As long as SQLite's own busy_timeout: then a writer gives up the same way.
-_WRITE_WAIT_SECONDS = 10.0
-
-
-class _SqliteWriterQueue:
-    """One transaction at a time per engine, queued on an asyncio lock.
-
-    Every transaction starts with BEGIN IMMEDIATE (the write lock up front, so two writers never
-    fail with "database is locked" upgrading a read transaction). Left to SQLite, a second writer
-    polls the lock in its busy handler, sleeping 1, 2, 5, 10 … 100 ms between tries: tens of ms
-    lost per collision (the relay's commit vs the daemon's claim, ingest vs the scheduler). Here
-    it waits on a lock that hands over the moment the holder commits or rolls back.
-    """
-
-    def __init__(self) -> None:
-        self._lock: asyncio.Lock | None = None
-        self._holders: set[int] = set()
-
-    def begin(self, connection: Any) -> None:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        try:
-            # Runs inside SQLAlchemy's greenlet: this awaits on the event loop without blocking it.
-            await_only(asyncio.wait_for(self._lock.acquire(), _WRITE_WAIT_SECONDS))
-        except TimeoutError:
-            raise sqlite3.OperationalError("database is locked") from None
-        key = id(connection.connection.dbapi_connection)
-        self._holders.add(key)
-        try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
-            self.release(key)
-            raise
-
-    def release(self, key: int) -> None:
-        if key in self._holders:
-            self._holders.discard(key)
-            assert self._lock is not None
-            self._lock.release()
-
-    def install(self, sync_engine: Engine) -> None:
-        dialect = sync_engine.dialect
-        commit, rollback = dialect.do_commit, dialect.do_rollback
-
-        def key_of(connection: Any) -> int:
-            return id(getattr(connection, "dbapi_connection", connection))
-
-        # Released after COMMIT/ROLLBACK returns, so the next writer's BEGIN never meets the lock.
-        def do_commit(connection: Any) -> None:
-            try:
-                commit(connection)
-            finally:
-                self.release(key_of(connection))
-
-        def do_rollback(connection: Any) -> None:
-            try:
-                rollback(connection)
-            finally:
-                self.release(key_of(connection))
-
-        dialect.do_commit = do_commit  # type: ignore[method-assign]
-        dialect.do_rollback = do_rollback  # type: ignore[method-assign]
-        event.listen(sync_engine, "begin", self.begin)
-        # A connection closed or invalidated mid-transaction ends that transaction too.
-        for name in ("close", "invalidate", "soft_invalidate"):
-            event.listen(
-                sync_engine.pool,
-                name,
-                lambda dbapi_connection, *_: self.release(id(dbapi_connection)),
-            )
+def _sqlite_begin(connection: Any) -> None:
+    # BEGIN IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
+    # instead of one failing with "database is locked" when it upgrades a read transaction.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # One connection per engine: SQLite has one writer anyway, and waiting for the pool is
+        # an asyncio wait that hands over at once, where SQLite's own busy handler sleeps
+        # 1, 2, 5 … 100 ms between tries and under load gives up with "database is locked".
+        # Code must not open a second session while holding one (it would wait on itself).
         engine = create_async_engine(
-            url, echo=settings.database_echo, connect_args={"isolation_level": None}
+            url,
+            echo=settings.database_echo,
+            connect_args={"isolation_level": None},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=30,
         )
         sync_engine: Engine = engine.sync_engine
         event.listen(sync_engine, "connect", _sqlite_on_connect)
-        _SqliteWriterQueue().install(sync_engine)
+        event.listen(sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(
         url, echo=settings.database_echo, pool_size=10, max_overflow=20, pool_pre_ping=True

@@ -23,6 +23,7 @@ let machine;
 let model;
 let agentId;
 let taskUrl;
+const consoleErrors = [];
 
 async function reachable(port) {
   return await new Promise((done) => {
@@ -37,8 +38,10 @@ async function seen(locator, timeout) {
   try {
     await locator.waitFor({ timeout });
   } catch (error) {
+    const shown = owner ? await owner.page.locator("main").innerText().catch(() => "") : "";
+    if (owner) await screenshot(owner.page, "failed-agent-flow").catch(() => {});
     throw new Error(
-      `${error.message}\n--- daemon ---\n${machine?.daemonOutput() ?? ""}\n--- model ---\n${model?.output() ?? ""}\n--- server ---\n${server?.output().slice(-4000) ?? ""}`,
+      `${error.message}\n--- page ---\n${shown}\n--- console ---\n${consoleErrors.join("\n")}\n--- daemon ---\n${machine?.daemonOutput() ?? ""}\n--- model ---\n${model?.output() ?? ""}\n--- server ---\n${server?.output().slice(-4000) ?? ""}`,
     );
   }
 }
@@ -72,6 +75,7 @@ after(async () => {
 test("sign in, and connect a machine through tama setup's approval page", async () => {
   owner = await signedInContext(browser, server, "owner@example.com");
   const { page } = owner;
+  page.on("console", (message) => message.type() === "error" && consoleErrors.push(message.text()));
   await page.getByText("You are not in a workspace yet").waitFor();
   workspaceId = (await gql(page, `mutation { createWorkspace(input: {name: "Acme"}) { id } }`)).createWorkspace.id;
   machine = await connectMachine(server, "agent-box", async (url) => {

@@ -4,10 +4,17 @@ Events are numbered per attempt. Transcript output is stored under (run, attempt
 key, so a re-delivered chunk is dropped; `started` and `finished` are conditional moves, so a
 repeat changes nothing. Events of an attempt the server has moved past are acknowledged and
 ignored. An event for a run its sender does not hold is dead-lettered.
+
+One run's events are applied one at a time, in the order they were delivered: aio-pika hands
+every delivery to a task of its own, and a burst (a replayed spool, a server back from a restart)
+would otherwise apply `finished` beside or before `started` (on PostgreSQL both then moved the
+run from `claimed`, and the later commit won). The run's row is also read for update, so
+appliers in two server processes cannot both move it from the same state either.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
@@ -30,8 +37,23 @@ class RunEvents:
     def __init__(self, session_factory: SessionFactory, hub: LiveHub) -> None:
         self.session_factory = session_factory
         self.hub = hub
+        # One lock per run with events in flight; asyncio.Lock serves waiters first come first.
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
     async def handle(self, key: EventRoutingKey, message: AbstractIncomingMessage) -> None:
+        # Taken before the first await, so deliveries queue on the lock in delivery order.
+        run_key = key.run_id or ""
+        lock, users = self._locks.setdefault(run_key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                await self._handle(key, message)
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[run_key]
+
+    async def _handle(self, key: EventRoutingKey, message: AbstractIncomingMessage) -> None:
         try:
             event = parse_run_event(message.body)
         except WireError as exc:
@@ -55,7 +77,7 @@ class RunEvents:
 
     async def _apply(self, machine_id: uuid.UUID, event: RunStarted | RunOutput | RunFinished) -> bool | None:
         async with self.session_factory() as session:
-            run = await session.get(Run, event.run_id)
+            run = await session.get(Run, event.run_id, with_for_update=True)
             if run is None or run.machine_id != machine_id:
                 log.warning("run event from a machine that does not hold the run", extra={"run_id": str(event.run_id)})
                 return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from datetime import datetime, timedelta
 
@@ -217,18 +218,33 @@ async def expire_leases(session: AsyncSession, now: datetime, hard_limit: float)
 
 
 class Sweeper:
+    """Runs the checks every `sweep_interval_seconds`.
+
+    Time this server was not running does not count against machines: while it was down their
+    claims could not reach it and their heartbeats waited in the broker. So after `start` no
+    run is failed unclaimed before a claim deadline has passed, and no lease is declared lost
+    before a lease period has passed (else a restart longer than the lease retried every run).
+    """
+
     def __init__(self, settings: Settings, session_factory: SessionFactory) -> None:
         self.settings = settings
         self.session_factory = session_factory
         self._task: asyncio.Task[None] | None = None
+        self._started: float | None = None
+
+    def _up_for(self) -> float:
+        return float("inf") if self._started is None else time.monotonic() - self._started
 
     async def sweep_once(self) -> None:
         window = self.settings.machine_online_window_seconds
+        up_for = self._up_for()
         async with self.session_factory() as session:
             now = utcnow()
             await mark_quiet_machines(session, now, window)
-            await expire_claims(session, now, self.settings.claim_deadline_seconds)
-            await expire_leases(session, now, self.settings.run_hard_timeout_seconds)
+            if up_for >= self.settings.claim_deadline_seconds:
+                await expire_claims(session, now, self.settings.claim_deadline_seconds)
+            if up_for >= self.settings.lease_seconds:
+                await expire_leases(session, now, self.settings.run_hard_timeout_seconds)
             await notify_stale_runtimes(session, now, window)
             await nudge_outdated(session, self.settings)
             await session.commit()
@@ -242,6 +258,7 @@ class Sweeper:
             await asyncio.sleep(self.settings.sweep_interval_seconds)
 
     async def start(self) -> None:
+        self._started = time.monotonic()
         self._task = asyncio.create_task(self._loop(), name="sweeper")
 
     async def stop(self) -> None:

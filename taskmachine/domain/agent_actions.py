@@ -159,7 +159,12 @@ async def respond(
     # Everyone else asked the same thing sees it answered.
     await session.execute(
         sa.update(InboxItem)
-        .where(InboxItem.id != item.id, InboxItem.status == InboxStatus.OPEN)
+        .where(
+            InboxItem.id != item.id,
+            InboxItem.status == InboxStatus.OPEN,
+            InboxItem.kind == item.kind,
+            InboxItem.workspace_id == item.workspace_id,
+        )
         .where(InboxItem.data["commentId"].as_string() == comment_id)
         .values(status=InboxStatus.RESOLVED, resolved_at=now)
     )

@@ -114,6 +114,8 @@ Q, M, S = "query", "mutation", "subscription"
 PROBES: dict[str, list[Probe]] = {
     Q: [
         Probe("me", {}, None, lambda v: _eq(v["email"], ALICE)),
+        # Only a run's own token has a run context.
+        Probe("runContext", {}, "FORBIDDEN", twin="FORBIDDEN"),
         Probe("workspaces", {}, None, lambda v: _eq(len(v), 1)),
         Probe("workspace", {"id": b("ws")}),
         Probe("members", {"workspaceId": b("ws")}),
@@ -326,6 +328,14 @@ PROBES: dict[str, list[Probe]] = {
         ),
         Probe("cancelRun", {"id": b("run")}),
         Probe("retryRun", {"id": b("done_run")}),
+        Probe("setTaskSummary", {"taskId": b("task"), "summary": "probe"}),
+        Probe("blockTask", {"taskId": b("task"), "reason": "probe"}),
+        Probe("recordNoAction", {"taskId": b("task"), "reason": "probe"}),
+        Probe("askQuestion", {"input": {"taskId": b("task"), "question": "probe?"}}),
+        Probe("requestApproval", {"input": {"taskId": b("task"), "request": "probe"}}),
+        # A's own inbox item is a mention: it takes no answer.
+        Probe("answerInboxItem", {"id": b("inbox"), "answer": "probe"}, twin="BAD_USER_INPUT"),
+        Probe("decideApproval", {"id": b("inbox"), "approve": True}, twin="BAD_USER_INPUT"),
         # Last: its twin removes A's machine, which earlier twins use.
         Probe("removeMachine", {"machineId": b("machine")}),
     ],

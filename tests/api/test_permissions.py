@@ -127,9 +127,20 @@ async def assemble(server: RunningServer) -> Crew:
                 for n in (1, 2)
             ]
             queued = m.Run(workspace_id=ws.id, agent_id=agent.id, trigger_kind=m.TriggerKind.MANUAL)
-            s.add_all([item, queued])
+            # Each question is its own comment, as when an agent asks (answering one resolves
+            # the other recipients' items for that comment).
+            asked = {}
+            for kind in (m.InboxKind.QUESTION, m.InboxKind.APPROVAL):
+                question = await comments.post_comment(s, me, task.id, f"{kind.value} for {role.value}")
+                asked[kind] = m.InboxItem(
+                    workspace_id=ws.id, user_id=user_id, kind=kind, title="Asked", task_id=task.id,
+                    agent_id=agent.id, data={"commentId": str(question.id)},
+                )
+            s.add_all([item, queued, *asked.values()])
             await s.flush()
             crew.targets[role] = {
+                "question": str(asked[m.InboxKind.QUESTION].id),
+                "approval": str(asked[m.InboxKind.APPROVAL].id),
                 "inbox": str(item.id),
                 "run": str(queued.id),
                 "demote": str(spare[0].id),
@@ -409,6 +420,48 @@ ACTIONS = [
     ),
     Action(
         "retryRun", "run.control", "mutation($id: ID!) { retryRun(id: $id) { status } }", ref("run")
+    ),
+    Action(
+        "setTaskSummary",
+        "task.edit",
+        "mutation($id: ID!, $text: String!) { setTaskSummary(taskId: $id, summary: $text) { id } }",
+        ref("task", text="Summary"),
+    ),
+    Action(
+        "blockTask",
+        "task.edit",
+        "mutation($id: ID!, $text: String!) { blockTask(taskId: $id, reason: $text) { id } }",
+        ref("task", text="Waiting on a reply"),
+    ),
+    Action(
+        "recordNoAction",
+        "comment.post",
+        "mutation($id: ID!, $text: String!) { recordNoAction(taskId: $id, reason: $text) { id } }",
+        ref("task", text="Nothing to do"),
+    ),
+    Action(
+        "askQuestion",
+        "comment.post",
+        "mutation($id: ID!, $text: String!) { askQuestion(input: {taskId: $id, question: $text}) { id } }",
+        ref("task", text="Which branch?"),
+    ),
+    Action(
+        "requestApproval",
+        "comment.post",
+        "mutation($id: ID!, $text: String!) { requestApproval(input: {taskId: $id, request: $text}) { id } }",
+        ref("task", text="May I deploy?"),
+    ),
+    Action(
+        "answerInboxItem",
+        "inbox.act",
+        'mutation($id: ID!) { answerInboxItem(id: $id, answer: "main") { id } }',
+        target("question"),
+    ),
+    Action(
+        "decideApproval",
+        "inbox.act",
+        "mutation($id: ID!) { decideApproval(id: $id, approve: true) { id } }",
+        target("approval"),
     ),
 ]
 

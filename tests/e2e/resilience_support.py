@@ -123,8 +123,15 @@ def write_fake_claude(folder: Path) -> Path:
 
 async def _git(cwd: Path, *args: str) -> None:
     process = await asyncio.create_subprocess_exec(
-        "git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args,
-        cwd=cwd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        "git",
+        "-c",
+        "user.name=Test",
+        "-c",
+        "user.email=test@example.com",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await process.communicate()
     assert process.returncode == 0, f"git {args[0]}: {err.decode()}"
@@ -132,9 +139,9 @@ async def _git(cwd: Path, *args: str) -> None:
 
 async def make_repo(path: Path) -> Path:
     """A repository with one commit, for the workspace's worktrees."""
-    path.mkdir(parents=True)
+    await asyncio.to_thread(path.mkdir, parents=True)
     await _git(path, "init", "-q", "-b", "main")
-    (path / "README.md").write_text("resilience\n")
+    await asyncio.to_thread((path / "README.md").write_text, "resilience\n")
     await _git(path, "add", "README.md")
     await _git(path, "commit", "-q", "-m", "start")
     return path
@@ -164,11 +171,19 @@ async def start_server_on(
 ) -> RunningServer:
     """tests.conftest.start_server with the dispatcher, on a given port (0: any free one)."""
     dispatcher = (
-        Dispatcher() if relay and ingest else RelayDownDispatcher() if ingest else IngestDownDispatcher()
+        Dispatcher()
+        if relay and ingest
+        else RelayDownDispatcher()
+        if ingest
+        else IngestDownDispatcher()
     )
     app = create_app(settings, ServerOptions(migrate_on_start=False, components=[dispatcher]))
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, lifespan="on",
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        lifespan="on",
         ws_max_size=settings.max_body_bytes,
     )
     server = uvicorn.Server(config)
@@ -223,8 +238,14 @@ class ProcessDaemon:
         env = dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="1")
         with self.log_path.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "taskmachine.cli", "daemon",
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                sys.executable,
+                "-m",
+                "taskmachine.cli",
+                "daemon",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
             )
 
     async def kill(self) -> None:
@@ -328,13 +349,16 @@ class Rig:
     async def transcript(self, run_id: str) -> list[dict[str, Any]]:
         data = await self.ok(TRANSCRIPT, {"r": run_id})
         nodes = [edge["node"] for edge in data["transcript"]["edges"]]
-        assert data["transcript"]["totalCount"] == len(nodes), "more than one page of transcript"
+        # (totalCount is counted apart from the page, so it may already include a newer chunk.)
+        assert len(nodes) < 200, "more than one page of transcript"
         return nodes
 
     async def run_statuses_on_timeline(self, task_id: str) -> list[str]:
         data = await self.ok(TIMELINE, {"t": task_id})
         return [
-            str(e["node"]["data"]["status"]) for e in data["timeline"]["edges"] if e["node"]["kind"] == "RUN"
+            str(e["node"]["data"]["status"])
+            for e in data["timeline"]["edges"]
+            if e["node"]["kind"] == "RUN"
         ]
 
     async def jobs_waiting(self) -> int:
@@ -350,7 +374,9 @@ class Rig:
         """(run_id, attempt, seq, kind) of what the daemon's spool still holds unconfirmed."""
         path = self.config.state_dir / "spool.db"
         with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
-            rows = db.execute("SELECT run_id, attempt, seq, kind FROM events ORDER BY id").fetchall()
+            rows = db.execute(
+                "SELECT run_id, attempt, seq, kind FROM events ORDER BY id"
+            ).fetchall()
         return [(str(r[0]), int(r[1]), int(r[2]), str(r[3])) for r in rows]
 
     async def close(self) -> None:
@@ -411,8 +437,22 @@ async def build_rig(
         max_concurrency=2,
     )
     save_config(config)
-    daemon: DaemonHandle = ProcessDaemon(tmp_path / "daemon.log") if process_daemon else InProcessDaemon()
-    rig = Rig(settings, home, control, server, port, who, str(creds["machineId"]), creds, config, daemon, proxy)
+    daemon: DaemonHandle = (
+        ProcessDaemon(tmp_path / "daemon.log") if process_daemon else InProcessDaemon()
+    )
+    rig = Rig(
+        settings,
+        home,
+        control,
+        server,
+        port,
+        who,
+        str(creds["machineId"]),
+        creds,
+        config,
+        daemon,
+        proxy,
+    )
     try:
         await daemon.start()
 
@@ -425,7 +465,10 @@ async def build_rig(
             return found and found[0]["id"]
 
         rid = await eventually(runtime_id, within=30)
-        await rig.ok("mutation($r: ID!) { setRuntimeEnabled(runtimeId: $r, enabled: true) { id } }", {"r": rid})
+        await rig.ok(
+            "mutation($r: ID!) { setRuntimeEnabled(runtimeId: $r, enabled: true) { id } }",
+            {"r": rid},
+        )
         created = await rig.ok(
             'mutation($w: ID!, $r: ID!) { createAgent(workspaceId: $w, profile: {name: "Coder", defaultRuntimeId: $r}) { id } }',
             {"w": who.workspace_id, "r": rid},
@@ -447,12 +490,16 @@ def assert_complete_transcript(chunks: list[dict[str, Any]], attempt: int, start
     """One attempt's transcript arrived whole, in order, once: seqs 1..n without gap or repeat,
     and the CLI's lines from its first to "finished" with every tick in between."""
     seqs = [c["seq"] for c in chunks if c["attempt"] == attempt]
-    assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"seqs of attempt {attempt}: {sorted(seqs)}"
+    assert sorted(seqs) == list(range(1, len(seqs) + 1)), (
+        f"seqs of attempt {attempt}: {sorted(seqs)}"
+    )
     lines = texts(chunks, attempt)
     assert lines[0].startswith(f"start {start}:"), lines[:3]
     assert lines[-1] == "finished", lines[-3:]
     ticks = lines[1:-1]
-    assert ticks == [f"tick {i}" for i in range(len(ticks))], f"ticks out of order or missing: {ticks}"
+    assert ticks == [f"tick {i}" for i in range(len(ticks))], (
+        f"ticks out of order or missing: {ticks}"
+    )
     return lines
 
 

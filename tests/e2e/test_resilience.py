@@ -91,8 +91,11 @@ async def test_server_restart_mid_run_loses_nothing_and_finishes_once(make_rig: 
     done = await rig.wait_run(task_id, lambda r: r["status"] not in RUNNING)
     assert done["status"] == "SUCCEEDED" and done["attempt"] == 1, done
     assert history_moves(done) == [
-        (None, "QUEUED", 1), ("QUEUED", "DISPATCHED", 1), ("DISPATCHED", "CLAIMED", 1),
-        ("CLAIMED", "RUNNING", 1), ("RUNNING", "SUCCEEDED", 1),
+        (None, "QUEUED", 1),
+        ("QUEUED", "DISPATCHED", 1),
+        ("DISPATCHED", "CLAIMED", 1),
+        ("CLAIMED", "RUNNING", 1),
+        ("RUNNING", "SUCCEEDED", 1),
     ]
     lines = assert_complete_transcript(await rig.transcript(run["id"]), 1, start=1)
     assert len(lines) >= 2 + 5, "ticks made while the server was down are in the transcript"
@@ -103,7 +106,7 @@ async def test_server_restart_mid_run_loses_nothing_and_finishes_once(make_rig: 
 async def test_a_whole_run_made_while_the_server_was_away_is_applied_in_order(
     make_rig: MakeRig,
 ) -> None:
-    rig = await make_rig(lease=10.0)
+    rig = await make_rig(lease=5.0)
     # The server's event ingest is down (the run's whole life happens while the server is away,
     # but for the claim): started, output and finished reach it later in one burst.
     await rig.stop_server()
@@ -120,7 +123,11 @@ async def test_a_whole_run_made_while_the_server_was_away_is_applied_in_order(
     done = await rig.wait_run(task_id, lambda r: r["status"] not in RUNNING)
     assert done["status"] == "SUCCEEDED" and done["attempt"] == 1, done
     assert_complete_transcript(await rig.transcript(run["id"]), 1, start=1)
-    assert history_moves(done)[2:] == [("DISPATCHED", "CLAIMED", 1), ("CLAIMED", "RUNNING", 1), ("RUNNING", "SUCCEEDED", 1)]
+    assert history_moves(done)[2:] == [
+        ("DISPATCHED", "CLAIMED", 1),
+        ("CLAIMED", "RUNNING", 1),
+        ("RUNNING", "SUCCEEDED", 1),
+    ]
     # Past the lease: a run reported finished stays finished (no lease loss, no retry).
     await asyncio.sleep(rig.settings.lease_seconds + 1)
     assert history_moves(await rig.run(task_id)) == history_moves(done)
@@ -138,9 +145,11 @@ async def test_a_job_committed_but_never_published_goes_out_after_restart_and_ru
     task_id = await rig.assign_new_task("published late")
     run = await rig.wait_run(task_id, lambda r: r["status"] == "DISPATCHED")
     async with rig.api.state.session_factory() as session:
-        (row,) = (await session.execute(
-            OutboxMessage.__table__.select().where(OutboxMessage.run_id == uuid.UUID(run["id"]))
-        )).all()
+        (row,) = (
+            await session.execute(
+                OutboxMessage.__table__.select().where(OutboxMessage.run_id == uuid.UUID(run["id"]))
+            )
+        ).all()
         assert row.published_at is None
         # The same server also died after the broker confirmed a publish of this row but
         # before marking it: one copy is in the queue already, the row still says unpublished.
@@ -154,8 +163,14 @@ async def test_a_job_committed_but_never_published_goes_out_after_restart_and_ru
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(topology.JOBS_EXCHANGE)
         await exchange.publish(
-            aio_pika.Message(json.dumps(job).encode(), priority=row.priority, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-            routing_key=row.routing_key, mandatory=True, timeout=10,
+            aio_pika.Message(
+                json.dumps(job).encode(),
+                priority=row.priority,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=row.routing_key,
+            mandatory=True,
+            timeout=10,
         )
     await rig.stop_server()
 
@@ -168,7 +183,8 @@ async def test_a_job_committed_but_never_published_goes_out_after_restart_and_ru
     await eventually(two_waiting, within=10)
     async with rig.api.state.session_factory() as session:
         published = await session.scalar(
-            OutboxMessage.__table__.select().with_only_columns(OutboxMessage.published_at)
+            OutboxMessage.__table__.select()
+            .with_only_columns(OutboxMessage.published_at)
             .where(OutboxMessage.run_id == uuid.UUID(run["id"]))
         )
     assert published is not None
@@ -180,7 +196,9 @@ async def test_a_job_committed_but_never_published_goes_out_after_restart_and_ru
     await asyncio.sleep(1.0)  # time for the duplicate to be taken and dropped
     assert await rig.jobs_waiting() == 0
     assert len(rig.control.starts()) == 1, "the job ran once"
-    assert [m for m in history_moves(await rig.run(task_id)) if m[1] == "CLAIMED"] == [("DISPATCHED", "CLAIMED", 1)]
+    assert [m for m in history_moves(await rig.run(task_id)) if m[1] == "CLAIMED"] == [
+        ("DISPATCHED", "CLAIMED", 1)
+    ]
 
 
 async def test_short_broker_outage_for_the_daemon_keeps_the_lease_and_every_event(
@@ -204,7 +222,9 @@ async def test_short_broker_outage_for_the_daemon_keeps_the_lease_and_every_even
     rig.control.go()
     done = await rig.wait_run(task_id, lambda r: r["status"] not in RUNNING)
     assert done["status"] == "SUCCEEDED" and done["attempt"] == 1, done
-    assert not any(m[1] == "QUEUED" and m[0] is not None for m in history_moves(done)), "the lease held"
+    assert not any(m[1] == "QUEUED" and m[0] is not None for m in history_moves(done)), (
+        "the lease held"
+    )
     assert_complete_transcript(await rig.transcript(run["id"]), 1, start=1)
     assert len(rig.control.starts()) == 1
 
@@ -225,10 +245,14 @@ async def test_broker_outage_longer_than_the_lease_retries_once_from_a_clean_wor
     await eventually(lambda: asyncio.sleep(0, rig.control.exited(1)), within=10)
     await rig.proxy.up()
 
-    done = await rig.wait_run(task_id, lambda r: r["status"] not in (*RUNNING, "QUEUED", "DISPATCHED"), within=40)
+    done = await rig.wait_run(
+        task_id, lambda r: r["status"] not in (*RUNNING, "QUEUED", "DISPATCHED"), within=40
+    )
     assert done["status"] == "SUCCEEDED" and done["attempt"] == 2, done
     moves = history_moves(done)
-    assert ("RUNNING", "QUEUED", 1) in moves and moves.count(("RUNNING", "SUCCEEDED", 2)) == 1, moves
+    assert ("RUNNING", "QUEUED", 1) in moves and moves.count(("RUNNING", "SUCCEEDED", 2)) == 1, (
+        moves
+    )
     retry = next(h for h in done["history"] if h["toStatus"] == "QUEUED" and h["fromStatus"])
     assert retry["reason"] == "retry after lease_lost"
     chunks = await rig.transcript(run["id"])
@@ -249,7 +273,9 @@ async def test_a_sigkilled_daemon_loses_its_lease_and_the_retry_runs_clean_after
     (first_cli,) = rig.control.starts()
 
     await daemon.kill()
-    retried = await rig.wait_run(task_id, lambda r: r["attempt"] == 2 and r["status"] == "DISPATCHED", within=15)
+    retried = await rig.wait_run(
+        task_id, lambda r: r["attempt"] == 2 and r["status"] == "DISPATCHED", within=15
+    )
     assert retried["history"][-2]["reason"] == "retry after lease_lost"
     # The orphaned CLI dies on its next write to the dead daemon's pipe.
     await eventually(lambda: asyncio.sleep(0, not rig.control.alive(first_cli)), within=5)
@@ -264,7 +290,9 @@ async def test_a_sigkilled_daemon_loses_its_lease_and_the_retry_runs_clean_after
     assert f"run {run['id']} attempt 1 was in progress when the daemon stopped" in log, log[-3000:]
     moves = history_moves(done)
     assert [m for m in moves if m[1] in ("QUEUED", "FAILED", "SUCCEEDED")] == [
-        (None, "QUEUED", 1), ("RUNNING", "QUEUED", 1), ("RUNNING", "SUCCEEDED", 2),
+        (None, "QUEUED", 1),
+        ("RUNNING", "QUEUED", 1),
+        ("RUNNING", "SUCCEEDED", 2),
     ], moves
     chunks = await rig.transcript(run["id"])
     assert assert_complete_transcript(chunks, 2, start=2)[0] == "start 2: clean"
@@ -320,8 +348,34 @@ async def test_malformed_run_events_from_a_real_machine_are_dead_lettered_and_in
     run_hex = uuid.UUID(run["id"]).hex
     junk = [
         (b"{not json", "output"),
-        (json.dumps({"v": 1, "kind": "output", "run_id": run["id"], "attempt": 1, "seq": -1, "sent_at": "2026-01-01T00:00:00Z", "events": [{"kind": "text", "text": "junk"}]}).encode(), "output"),
-        (json.dumps({"v": 1, "kind": "finished", "run_id": str(uuid.uuid4()), "attempt": 1, "seq": 900, "sent_at": "2026-01-01T00:00:00Z", "outcome": "failed"}).encode(), "finished"),
+        (
+            json.dumps(
+                {
+                    "v": 1,
+                    "kind": "output",
+                    "run_id": run["id"],
+                    "attempt": 1,
+                    "seq": -1,
+                    "sent_at": "2026-01-01T00:00:00Z",
+                    "events": [{"kind": "text", "text": "junk"}],
+                }
+            ).encode(),
+            "output",
+        ),
+        (
+            json.dumps(
+                {
+                    "v": 1,
+                    "kind": "finished",
+                    "run_id": str(uuid.uuid4()),
+                    "attempt": 1,
+                    "seq": 900,
+                    "sent_at": "2026-01-01T00:00:00Z",
+                    "outcome": "failed",
+                }
+            ).encode(),
+            "finished",
+        ),
     ]
     # Sent as the machine itself, with its own broker user, beside its real daemon.
     connection = await aio_pika.connect(rig.creds["amqpUrl"], timeout=10)
@@ -330,8 +384,13 @@ async def test_malformed_run_events_from_a_real_machine_are_dead_lettered_and_in
         events = await topology.open_events_exchange(channel)
         for body, kind in junk:
             await events.publish(
-                aio_pika.Message(body, user_id=topology.machine_username(rig.machine_id), content_type="application/json"),
-                routing_key=topology.run_event_routing_key(rig.machine_id, run_hex, kind), timeout=5,
+                aio_pika.Message(
+                    body,
+                    user_id=topology.machine_username(rig.machine_id),
+                    content_type="application/json",
+                ),
+                routing_key=topology.run_event_routing_key(rig.machine_id, run_hex, kind),
+                timeout=5,
             )
 
     reasons: list[str] = []
@@ -351,3 +410,21 @@ async def test_malformed_run_events_from_a_real_machine_are_dead_lettered_and_in
     lines = assert_complete_transcript(await rig.transcript(run["id"]), 1, start=1)
     assert "junk" not in lines
     assert await dead.get(fail=False) is None
+
+
+async def test_server_away_longer_than_the_lease_does_not_take_the_run_from_a_live_machine(
+    make_rig: MakeRig,
+) -> None:
+    rig = await make_rig(lease=2.0)
+    task_id = await rig.assign_new_task("outlive the lease")
+    run = await _ticking(rig, task_id)
+    await rig.stop_server()
+    # The daemon heartbeats all along; its heartbeats wait in the broker for the server.
+    await asyncio.sleep(rig.settings.lease_seconds * 2)
+    await rig.start_server()
+    await asyncio.sleep(rig.settings.lease_seconds)
+    rig.control.go()
+    done = await rig.wait_run(task_id, lambda r: r["status"] not in RUNNING)
+    assert done["status"] == "SUCCEEDED" and done["attempt"] == 1, done
+    assert_complete_transcript(await rig.transcript(run["id"]), 1, start=1)
+    assert len(rig.control.starts()) == 1

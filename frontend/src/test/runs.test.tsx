@@ -91,8 +91,8 @@ describe("runs", () => {
     const { client, calls } = mockClient(({ name }) => (name === "RunChanged" ? new Promise((resolve) => (push = resolve)) : undefined));
     renderWith(<Runs runs={[run()]} selected={null} onSelect={() => {}} />, { client });
     await waitFor(() => expect(calls.find((c) => c.name === "RunChanged")?.variables).toEqual({ runId: "r1" }));
-    const { __typename, agent, history, createdAt, triggerKind, ...live } = run();
-    void [__typename, agent, history, createdAt, triggerKind];
+    const { agent, history, createdAt, triggerKind, ...live } = run();
+    void [agent, history, createdAt, triggerKind];
     await act(async () =>
       push!({ data: { runChanged: { ...live, status: "SUCCEEDED", costUsd: 0.5, durationMs: 65_000, queueReason: null, queuePosition: null, diffStat: " a.py | 2 +-" } } }),
     );

@@ -97,7 +97,10 @@ export function Transcript({ runId }: { runId: string }) {
   const cost = run?.costUsd ?? usage?.cost_usd ?? null;
   const duration = run ? runDurationMs(run, now) : null;
   const end = useRef<HTMLDivElement>(null);
-  useEffect(() => end.current?.scrollIntoView?.({ block: "nearest" }), [items.length]);
+  // Braces matter: newer Chromium returns a promise from scrollIntoView, and an effect must not.
+  useEffect(() => {
+    end.current?.scrollIntoView?.({ block: "nearest" });
+  }, [items.length]);
 
   if (fetching && !data) return <Loading label="Loading the run…" />;
   if (error && !data) return <ErrorMessage error={error} onRetry={() => refetch({ requestPolicy: "network-only" })} />;
