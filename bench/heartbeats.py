@@ -11,7 +11,7 @@ together with every machine user this run created:
    process, N machines connected through the approval flow, and the same rates again. Each step
    shows the heartbeats offered, published and ingested per second (the server's own
    taskmachine_heartbeats_total), the backlog, the CPU of the server and of the whole box, and
-   the API's p50/p99: a `machines` fleet page and a `tasks` board page, alternating, 20 a second
+   the API's p50/p99: a `machines` fleet page and a `tasks` board page, alternating, 10 a second
    from another client, beside the same queries with no heartbeat load. The staircase ends at the
    first step the server cannot keep up with: its ingest rate there is its capacity.
 3. An idle daemon: `tama setup` approved through the API, then `tama daemon` with the real CLIs on
@@ -26,7 +26,7 @@ The last line is one JSON object: heartbeats_per_s and api_p99_ms are the SQLite
 step (highest ingest rate) and the API p99 measured during that step.
 
     .venv/bin/python bench/heartbeats.py [--machines 500] [--rates 1000,2000,3000,4000,6000,8000]
-        [--window 10] [--backends sqlite,postgres] [--daemon-seconds 45] [--publishers 2]
+        [--window 15] [--backends sqlite,postgres] [--daemon-seconds 45] [--publishers 2]
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ TARGET_PER_S = 2000
 TARGET_API_P99_MS = 100.0
 TARGET_RSS_MB = 60.0
 TARGET_CPU_PCT = 0.5
-API_EVERY_SECONDS = 0.05
+API_EVERY_SECONDS = 0.1
 STEP_WARMUP_SECONDS = 2.0
 DAEMON_WARMUP_SECONDS = 15.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -430,14 +430,16 @@ class ApiProbe:
         # A failed API call ends the bench loudly, not with a quiet gap in the samples.
 
     async def idle(self, seconds: float, server_pid: int) -> tuple[list[float], float]:
-        """The floor: the same queries with no heartbeat load; and the server's CPU % for them."""
+        """The floor: the same queries with no heartbeat load; and the server's CPU (ms) per
+        query answered."""
         loop = asyncio.get_running_loop()
         async with self.running():
             await asyncio.sleep(1.0)
-            start, meter = loop.time(), CpuMeter({"server": [server_pid]})
+            start, cpu0 = loop.time(), cpu_ticks(server_pid)[0]
             await asyncio.sleep(seconds)
-            end, cpu = loop.time(), meter.read()
-        return self.between(start, end), cpu["server"]
+            end, cpu1 = loop.time(), cpu_ticks(server_pid)[0]
+        samples = self.between(start, end)
+        return samples, (cpu1 - cpu0) / CLK_TCK * 1000 / max(1, len(samples))
 
 
 # --- the staircase -----------------------------------------------------------------------
@@ -885,15 +887,16 @@ class BackendResult:
     backend: str
     steps: list[Step]
     idle_api_ms: list[float]
-    # The server's CPU (% of a core) answering the API probe alone, with no heartbeats.
-    api_cpu_pct: float
+    # The server's CPU per API query, measured with no heartbeats.
+    api_cpu_ms: float
     daemon: IdleDaemon | None
 
     def cpu_ms_per_heartbeat(self, step: Step) -> float:
-        """Server CPU per heartbeat ingested, the API's share taken out: unlike the rate, this
-        does not depend on how much CPU other work on the box left to the server."""
-        ingest_pct = max(0.0, step.cpu["server"] - self.api_cpu_pct)
-        return ingest_pct * 10 / max(1.0, step.ingested_per_s)
+        """Server CPU per heartbeat ingested, the API queries' share taken out: unlike the rate,
+        this does not depend on how much CPU other work on the box left to the server."""
+        server_ms = step.cpu["server"] / 100 * step.seconds * 1000
+        ingest_ms = max(0.0, server_ms - len(step.api_ms) * self.api_cpu_ms)
+        return ingest_ms / max(1, step.ingested)
 
 
 async def bench_backend(
@@ -934,10 +937,11 @@ async def bench_backend(
                     flush=True,
                 )
                 probe = ApiProbe(client, ws)
-                idle_api, api_cpu = await probe.idle(args.window, server.pid)
+                idle_api, api_cpu_ms = await probe.idle(args.window, server.pid)
                 p50, p99 = p50_p99(idle_api)
                 print(
-                    f"  API with no heartbeat load: p50 {p50:.1f} ms, p99 {p99:.1f} ms (n={len(idle_api)})",
+                    f"  API with no heartbeat load: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+                    f"(n={len(idle_api)}), {api_cpu_ms:.1f} ms of server CPU per query",
                     flush=True,
                 )
                 publishers = await Publishers.start(machines, runtimes, args.publishers)
@@ -968,7 +972,7 @@ async def bench_backend(
                     )
         finally:
             await server.stop()
-    return BackendResult(backend, steps, idle_api, api_cpu, daemon)
+    return BackendResult(backend, steps, idle_api, api_cpu_ms, daemon)
 
 
 # --- report -------------------------------------------------------------------------------
@@ -1000,8 +1004,8 @@ def report(floor: list[Step], results: list[BackendResult], machines: int) -> di
         )
         per_beat = result.cpu_ms_per_heartbeat(top)
         print(
-            f"    server CPU {top.cpu['server']:.0f} % of a core, {result.api_cpu_pct:.0f} % of it "
-            f"for the API alone: {per_beat:.3f} ms per heartbeat, so about "
+            f"    server CPU {top.cpu['server']:.0f} % of a core; less {result.api_cpu_ms:.1f} ms per "
+            f"API query, {per_beat:.3f} ms per heartbeat: about "
             f"{1000 / max(per_beat, 1e-3):.0f}/s on a core of its own; others on the box used "
             f"{top.cpu['others']:.0f} %, CPU stall {top.cpu['stall']:.0f} % of the time"
         )
@@ -1039,7 +1043,7 @@ async def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--machines", type=int, default=LOCAL.heartbeat_batch_size)
     parser.add_argument("--rates", default="1000,2000,3000,4000,6000,8000")
-    parser.add_argument("--window", type=float, default=10.0, help="seconds measured per step")
+    parser.add_argument("--window", type=float, default=15.0, help="seconds measured per step")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--daemon-seconds", type=float, default=45.0, help="0 skips the daemon")
     parser.add_argument("--publishers", type=int, default=2, help="publisher processes")

@@ -147,7 +147,8 @@ test("create a task, assign it to the agent, watch the run and its transcript st
   // A tool call opens to show what it returned.
   const comment = transcript.getByTestId("tool-entry").filter({ hasText: "tama tasks comment" });
   await comment.locator("summary").click();
-  assert.ok((await comment.innerText()).includes("Tool result"), await comment.innerText());
+  await comment.getByText(/^Commented \(comment /).waitFor();
+  assert.match(await comment.innerText(), /tool result/i);
   await screenshot(page, "12-task-run-transcript");
   assert.deepEqual(navigations, [], "everything arrived without a reload");
 });
@@ -168,7 +169,7 @@ test("answer the agent's question from the inbox; its next turn writes the summa
   await seen(timeline.getByText("No, only new ones."), 10_000);
   await seen(page.getByTestId("task-summary").getByText(SUMMARY), 90_000);
   await seen(page.getByTestId("task-status").getByText("Done"), 30_000);
-  await seen(timeline.getByText("Coder wrote the summary"), 10_000);
+  await seen(timeline.getByText("Coder (agent) wrote the summary"), 10_000);
   const runs = page.getByRole("list", { name: "Runs" }).getByRole("listitem");
   await seen(runs.first().getByTestId("run-status").getByText("Succeeded"), 60_000);
   assert.equal(await runs.count(), 2, "the answer ran the agent once more");

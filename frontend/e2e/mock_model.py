@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.mockmodel.server import Answer, MockModelServer, ShellCall, Turn  # noqa: E402
+from tests.mockmodel.server import Answer, MockModelServer, ShellCall, Turn
 
 
 def parse_turns(raw: object) -> list[Turn]:
@@ -29,7 +29,9 @@ def parse_turns(raw: object) -> list[Turn]:
         elif isinstance(item, dict) and isinstance(item.get("answer"), str):
             turns.append(Answer(item["answer"]))
         else:
-            raise SystemExit(f"mock_model.py: turn {index} is neither {{shell}} nor {{answer}}: {item!r}")
+            raise SystemExit(
+                f"mock_model.py: turn {index} is neither {{shell}} nor {{answer}}: {item!r}"
+            )
     return turns
 
 
@@ -42,7 +44,10 @@ async def serve(turns: list[Turn]) -> None:
         model.script(*turns)
         print(json.dumps({"url": model.url, "openaiBaseUrl": model.openai_base_url}), flush=True)
         await stop.wait()
-        print(json.dumps({"pending": len(model.pending), "mainRequests": len(model.main_requests)}), flush=True)
+        print(
+            json.dumps({"pending": len(model.pending), "mainRequests": len(model.main_requests)}),
+            flush=True,
+        )
 
 
 def main() -> int:

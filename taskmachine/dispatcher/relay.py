@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
+from dataclasses import dataclass
 
 import aio_pika
 import sqlalchemy as sa
@@ -29,6 +31,17 @@ from taskmachine.models import OutboxMessage, Run, RunStatus, utcnow
 log = logging.getLogger("taskmachine.relay")
 
 BATCH = 100
+
+
+@dataclass
+class _Pending:
+    row_id: uuid.UUID
+    exchange: str
+    routing_key: str
+    body: bytes
+    priority: int
+    run_id: uuid.UUID | None
+    message_id: str
 
 
 class Relay:
@@ -48,8 +61,39 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
 
     async def relay_once(self) -> int:
+        """Read what is pending, publish it with no transaction open (a confirm takes a broker
+        round trip; on SQLite the one connection must not wait on it), then mark it sent."""
+        ready, dropped = await self._pending()
+        unroutable: list[_Pending] = []
+        sent: list[_Pending] = []
+        for item in ready:
+            try:
+                await self.link.exchange(item.exchange).publish(
+                    aio_pika.Message(
+                        item.body,
+                        content_type="application/json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        priority=item.priority,
+                        message_id=item.message_id,
+                    ),
+                    routing_key=item.routing_key,
+                    mandatory=True,
+                    timeout=PUBLISH_TIMEOUT,
+                )
+            except (DeliveryError, PublishError):
+                # Unroutable: the machine's queue is gone (machine removed).
+                log.warning("job unroutable; run fails", extra={"run_id": str(item.run_id)})
+                unroutable.append(item)
+                continue
+            sent.append(item)
+        if sent or dropped or unroutable:
+            await self._mark(sent + dropped + unroutable, unroutable)
+        self.metrics.inc("taskmachine_jobs_published_total", len(sent))
+        return len(sent) + len(dropped) + len(unroutable)
+
+    async def _pending(self) -> tuple[list[_Pending], list[_Pending]]:
         async with self.session_factory() as session:
-            pending = (
+            rows = (
                 await session.scalars(
                     sa.select(OutboxMessage)
                     .where(OutboxMessage.published_at.is_(None))
@@ -57,44 +101,52 @@ class Relay:
                     .limit(BATCH)
                 )
             ).all()
-            sent = 0
-            for row in pending:
-                body = row.body
-                run = await session.get(Run, row.run_id) if row.run_id else None
-                if run is not None:
-                    if run.status is not RunStatus.DISPATCHED or run.attempt != row.headers.get("attempt"):
-                        row.published_at = utcnow()  # cancelled or moved on before it left
-                        await session.commit()
-                        continue
-                    job = json.loads(body)
-                    job["run_token"] = run_domain.run_token(self.hasher, run)
-                    body = json.dumps(job).encode()
-                try:
-                    await self.link.exchange(row.exchange).publish(
-                        aio_pika.Message(
-                            body,
-                            content_type="application/json",
-                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                            priority=row.priority,
-                            message_id=f"{row.run_id}:{row.headers.get('attempt')}",
-                        ),
-                        routing_key=row.routing_key,
-                        mandatory=True,
-                        timeout=PUBLISH_TIMEOUT,
+            runs = {
+                r.id: r
+                for r in (
+                    await session.scalars(
+                        sa.select(Run).where(Run.id.in_({row.run_id for row in rows}))
                     )
-                except (DeliveryError, PublishError):
-                    # Unroutable: the machine's queue is gone (machine removed).
-                    log.warning("job unroutable; run fails", extra={"run_id": str(row.run_id)})
-                    row.published_at = utcnow()
-                    if run is not None:
-                        await run_domain.fail_unclaimed(session, run)
-                    await session.commit()
-                    continue
-                row.published_at = utcnow()
-                await session.commit()
-                sent += 1
-            self.metrics.inc("taskmachine_jobs_published_total", sent)
-            return sent
+                ).all()
+            }
+        ready: list[_Pending] = []
+        dropped: list[_Pending] = []
+        for row in rows:
+            item = _Pending(
+                row.id,
+                row.exchange,
+                row.routing_key,
+                row.body,
+                row.priority,
+                row.run_id,
+                f"{row.run_id}:{row.headers.get('attempt')}",
+            )
+            run = runs.get(row.run_id) if row.run_id else None
+            if run is None:
+                ready.append(item)
+            elif run.status is not RunStatus.DISPATCHED or run.attempt != row.headers.get(
+                "attempt"
+            ):
+                dropped.append(item)  # cancelled or moved on before it left
+            else:
+                job = json.loads(row.body)
+                job["run_token"] = run_domain.run_token(self.hasher, run)
+                item.body = json.dumps(job).encode()
+                ready.append(item)
+        return ready, dropped
+
+    async def _mark(self, done: list[_Pending], unroutable: list[_Pending]) -> None:
+        async with self.session_factory() as session:
+            await session.execute(
+                sa.update(OutboxMessage)
+                .where(OutboxMessage.id.in_([item.row_id for item in done]))
+                .values(published_at=utcnow())
+            )
+            for item in unroutable:
+                run = await session.get(Run, item.run_id) if item.run_id else None
+                if run is not None and run.status is RunStatus.DISPATCHED:
+                    await run_domain.fail_unclaimed(session, run)
+            await session.commit()
 
     async def _loop(self) -> None:
         wake = self.hub.kick_event("relay")

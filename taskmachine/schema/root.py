@@ -6,7 +6,13 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
@@ -39,6 +45,13 @@ class Schema(strawberry.Schema):
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
+    # The limits' rule classes are made once: the validation cache is keyed on them, and a
+    # fresh class per request would never hit it.
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
+        *CostLimit(max_cost=50_000, max_page=settings.max_page_size).validation_rules,
+    ]
     return Schema(
         query=Query,
         mutation=Mutation,
@@ -47,10 +60,11 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         # Factories: each operation gets fresh extension instances (they hold per-run state).
         extensions=[
             ErrorCodes,
-            lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=settings.max_query_aliases),
+            # Validating the same documents again costs a few % of a request. (A parser cache
+            # would let syntax errors escape ErrorCodes, so parsing is not cached.)
+            lambda: AddValidationRules(limit_rules),
+            lambda: ValidationCache(maxsize=512),
             lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
-            lambda: CostLimit(max_cost=50_000, max_page=settings.max_page_size),
             OperationScopeExtension,
         ],
     )

@@ -3,8 +3,10 @@ changes nothing, and the server answers the next request (issue 2, item 7).
 
 Every case runs against a seeded workspace. After each one the whole database (every row of
 every table, except a token's last-used time) must equal what it was before the first case, and
-a normal board query must still answer. Failures are collected so one run shows every case that
-misbehaves, not only the first.
+a normal board query must still answer; after the whole barrage /healthz is ok and twenty
+concurrent board queries all answer. Failures are collected so one run shows every case that
+misbehaves, not only the first. The WebSocket test covers connection_init with a bad token
+(closed with 4403) and bad subscriptions on a connection that keeps working.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from websockets.asyncio.client import ClientConnection, connect
@@ -553,8 +556,8 @@ class Barrage:
             if response.status_code != item.status:
                 return f"status {response.status_code}, wanted {item.status}: {response.text[:200]}"
             if not item.code:  # accepted
-                return None if response.json().get("data") else f"no data: {response.text[:200]}"
-            return _error_problem(response.json(), item.code, None)
+                return None if _json(response).get("data") else f"no data: {response.text[:200]}"
+            return _error_problem(_json(response), item.code, None)
         payload = {"query": item.query, "variables": {**self.world.ids(), **(item.variables or {})}}
         who = item.who if isinstance(item, Case) else "owner"
         response = await http.post(
@@ -563,7 +566,7 @@ class Barrage:
             content=json.dumps(payload).encode(),
             headers={"content-type": "application/json", **self._headers(who)},
         )
-        body = response.json()
+        body = _json(response)
         if isinstance(item, Accepted):
             if response.status_code != 200 or body.get("errors"):
                 return f"refused: {response.status_code} {json.dumps(body)[:300]}"
@@ -584,6 +587,15 @@ class Barrage:
         assert not self.failures, (
             f"{len(self.failures)} of {self.count} cases failed:\n" + "\n".join(self.failures)
         )
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    """The body as JSON; anything else (a bare 500, HTML) is a failure of its own."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return body if isinstance(body, dict) else {"not JSON": response.text[:200]}
 
 
 def _error_problem(body: Any, code: str, field: str | None) -> str | None:

@@ -480,6 +480,15 @@ async def build_rig(
     return rig
 
 
+async def until(check: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait for a condition of this process's own making (files, pids) to hold."""
+
+    async def holds() -> bool:
+        return check()
+
+    await eventually(holds, within=within)
+
+
 def texts(chunks: list[dict[str, Any]], attempt: int) -> list[str]:
     """The text lines of one attempt's transcript, in seq order."""
     ordered = sorted((c for c in chunks if c["attempt"] == attempt), key=lambda c: c["seq"])

@@ -30,6 +30,7 @@ from tests.e2e.resilience_support import (
     history_moves,
     spool_has_finished,
     texts,
+    until,
 )
 from tests.machines.support import eventually
 
@@ -84,7 +85,7 @@ async def test_server_restart_mid_run_loses_nothing_and_finishes_once(make_rig: 
     # The CLI goes on while the server is away: its output and its finish wait in the broker.
     await asyncio.sleep(1.0)
     rig.control.go()
-    await eventually(lambda: asyncio.sleep(0, rig.control.exited(1)), within=10)
+    await until(lambda: rig.control.exited(1), within=10)
     await asyncio.sleep(0.5)
     await rig.start_server()
 
@@ -114,7 +115,7 @@ async def test_a_whole_run_made_while_the_server_was_away_is_applied_in_order(
     rig.control.go()
     task_id = await rig.assign_new_task("all at once")
     run = await rig.wait_run(task_id, lambda r: r["status"] == "CLAIMED")
-    await eventually(lambda: asyncio.sleep(0, rig.control.exited(1)), within=10)
+    await until(lambda: rig.control.exited(1), within=10)
     await asyncio.sleep(0.5)
     assert (await rig.run(task_id))["status"] == "CLAIMED"
     await rig.stop_server()
@@ -242,7 +243,7 @@ async def test_broker_outage_longer_than_the_lease_retries_once_from_a_clean_wor
     assert retried["status"] in ("QUEUED", "DISPATCHED"), retried
     # The first attempt ends while cut off; its late report is of an attempt given up on.
     rig.control.go()
-    await eventually(lambda: asyncio.sleep(0, rig.control.exited(1)), within=10)
+    await until(lambda: rig.control.exited(1), within=10)
     await rig.proxy.up()
 
     done = await rig.wait_run(
@@ -278,7 +279,7 @@ async def test_a_sigkilled_daemon_loses_its_lease_and_the_retry_runs_clean_after
     )
     assert retried["history"][-2]["reason"] == "retry after lease_lost"
     # The orphaned CLI dies on its next write to the dead daemon's pipe.
-    await eventually(lambda: asyncio.sleep(0, not rig.control.alive(first_cli)), within=5)
+    await until(lambda: not rig.control.alive(first_cli), within=5)
     rig.control.go()
     await daemon.start()
 
@@ -428,3 +429,31 @@ async def test_server_away_longer_than_the_lease_does_not_take_the_run_from_a_li
     assert done["status"] == "SUCCEEDED" and done["attempt"] == 1, done
     assert_complete_transcript(await rig.transcript(run["id"]), 1, start=1)
     assert len(rig.control.starts()) == 1
+
+
+async def test_a_retry_arriving_while_the_old_attempt_still_runs_here_stops_the_old_one_first(
+    make_rig: MakeRig,
+) -> None:
+    rig = await make_rig(lease=1.5, via_proxy=True)
+    assert rig.proxy is not None
+    task_id = await rig.assign_new_task("one agent at a time")
+    await _ticking(rig, task_id)
+    (first_cli,) = rig.control.starts()
+
+    # Cut off longer than the lease, with the CLI still working when the connection returns.
+    await rig.proxy.down()
+    await rig.wait_run(task_id, lambda r: r["attempt"] == 2, within=15)
+    await rig.proxy.up()
+
+    async def second_started() -> bool:
+        return len(rig.control.starts()) == 2
+
+    await eventually(second_started, within=30)
+    assert not rig.control.alive(first_cli), (
+        "the daemon runs attempt 2 while attempt 1 of the same run still works in its worktree"
+    )
+    rig.control.go()
+    done = await rig.wait_run(task_id, lambda r: r["status"] == "SUCCEEDED", within=30)
+    assert done["attempt"] == 2
+    second = texts(await rig.transcript(done["id"]), 2)
+    assert second[0] == "start 2: clean", second[:2]

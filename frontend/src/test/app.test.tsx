@@ -126,6 +126,8 @@ describe("board", () => {
     const requests = calls.filter((c) => c.name === "BoardTasks");
     expect(requests.map((c) => c.variables.after)).toEqual([null, "c1"]);
     expect(requests.map((c) => c.variables.withCount)).toEqual([true, false]);
+    // A small first page paints sooner; later pages take the server's maximum.
+    expect(requests.map((c) => c.variables.first)).toEqual([100, 200]);
   });
 
   it("hides create and edit for a role without the permission", async () => {

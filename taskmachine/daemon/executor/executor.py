@@ -11,7 +11,7 @@ A delivery is:
     known here already   a duplicate: acked and dropped (the spool remembers attempts)
     claim refused        acked and dropped
     claim unanswered     requeued after a short backoff (the server's claim deadline backstops)
-    claim accepted       acked, then run
+    claim accepted       acked, then run (after stopping an older attempt of it still here)
 
 On start, attempts the spool shows as claimed or running died with the previous daemon process:
 whatever is left of their process group is killed and they are reported finished, failed
@@ -100,6 +100,8 @@ class RunExecutor:
         self._publisher: EventPublisher | None = None
         # Attempts taken from the queue (claiming or running), each holding a slot.
         self._runs: dict[tuple[uuid.UUID, int], Run] = {}
+        # Set when an attempt taken here is done with (its report spooled, or dropped).
+        self._ended: dict[tuple[uuid.UUID, int], asyncio.Event] = {}
         self._claimed: set[tuple[uuid.UUID, int]] = set()
         self._held = 0
         self._slot_freed = asyncio.Event()
@@ -344,6 +346,7 @@ class RunExecutor:
             return
         run = self._new_run(job)
         self._runs[key] = run
+        ended = self._ended[key] = asyncio.Event()
         try:
             try:
                 accepted = await self._claimer.claim(job.run_id, job.attempt)
@@ -366,6 +369,7 @@ class RunExecutor:
             with contextlib.suppress(Exception):
                 # If the channel is gone the job comes back, and is dropped as a duplicate.
                 await message.ack()
+            await self._stop_superseded(job)
             finished = await run.execute()
             self.finished.append(finished)
             log.info(
@@ -378,6 +382,33 @@ class RunExecutor:
         finally:
             self._runs.pop(key, None)
             self._claimed.discard(key)
+            self._ended.pop(key, None)
+            ended.set()
+
+    async def _stop_superseded(self, job: RunJob) -> None:
+        """A newer attempt of a run means the server gave up on the older ones (their reports
+        are ignored, their tokens refused): stop any still running here, e.g. after an outage
+        longer than the lease, and let them end before the new attempt takes the run's folder."""
+        older = [
+            (run, self._ended[key])
+            for key, run in self._runs.items()
+            if key[0] == job.run_id and key[1] < job.attempt and key in self._ended
+        ]
+        if not older:
+            return
+        for run, _ in older:
+            log.warning(
+                "run %s attempt %d superseded by attempt %d: stopping it",
+                job.run_id,
+                run.job.attempt,
+                job.attempt,
+            )
+            run.stop("cancel")
+        # SIGKILL follows the old attempt's grace; past that, something else holds it up.
+        grace = max(run.job.limits.cancel_grace_seconds for run, _ in older) + 5.0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await asyncio.gather(*(ended.wait() for _, ended in older))
 
     def _new_run(self, job: RunJob) -> Run:
         assert self._spool is not None and self._publisher is not None

@@ -164,9 +164,13 @@ export function Timeline({ taskId, events, names, mentionables, onChanged, onOpe
               )}
               {event.run && (
                 <>
-                  <span className={runBadgeClass(runEventStatus(event) ?? "")}>
-                    {field(event.data, "status") === "retrying" ? "Retrying" : runStatusLabel(runEventStatus(event) ?? "")}
-                  </span>{" "}
+                  {event.kind === "RUN" && (
+                    <>
+                      <span className={runBadgeClass(runEventStatus(event) ?? "")}>
+                        {field(event.data, "status") === "retrying" ? "Retrying" : runStatusLabel(runEventStatus(event) ?? "")}
+                      </span>{" "}
+                    </>
+                  )}
                   <button type="button" className="button button--ghost button--small" onClick={() => onOpenRun(event.run!.id)}>
                     View run
                   </button>
