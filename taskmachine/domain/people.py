@@ -15,6 +15,8 @@ from taskmachine.domain import validate
 from taskmachine.domain.errors import BadInput, NotFound, Unauthenticated
 from taskmachine.models import ApiToken, MagicLink, User, UserSession, utcnow
 
+LAST_USED_RESOLUTION_SECONDS = 60
+
 
 @dataclass(frozen=True)
 class IssuedSecret:
@@ -111,7 +113,18 @@ async def principal_for_api_token(
     ).first()
     if row is None:
         return None
-    await session.execute(sa.update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+    # At most once a minute, so a read request does not write (on SQLite a write takes the lock).
+    await session.execute(
+        sa.update(ApiToken)
+        .where(
+            ApiToken.id == row.id,
+            sa.or_(
+                ApiToken.last_used_at.is_(None),
+                ApiToken.last_used_at < now - timedelta(seconds=LAST_USED_RESOLUTION_SECONDS),
+            ),
+        )
+        .values(last_used_at=now)
+    )
     return Principal(user_id=row.user_id, via="token")
 
 
