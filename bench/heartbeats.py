@@ -215,7 +215,8 @@ async def throwaway_vhost() -> AsyncIterator[str]:
             granted.raise_for_status()
             yield name
         finally:
-            await client.delete(f"/vhosts/{path}")
+            # Deleting a vhost with a thousand queues takes the broker a while.
+            await client.delete(f"/vhosts/{path}", timeout=180)
 
 
 class EventsQueue:

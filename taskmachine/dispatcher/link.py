@@ -27,7 +27,9 @@ class BrokerLink:
     async def start(self) -> None:
         self.connection = await aio_pika.connect_robust(self.amqp_url)
         # Confirms on, and an unroutable mandatory publish raises instead of vanishing.
-        self._channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._channel = await self.connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
         self._topology = await topology.declare_server_topology(self._channel)
 
     async def stop(self) -> None:

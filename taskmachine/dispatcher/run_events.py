@@ -57,7 +57,9 @@ class RunEvents:
         try:
             event = parse_run_event(message.body)
         except WireError as exc:
-            log.warning("run event dead-lettered: %s", exc, extra={"routing_key": message.routing_key})
+            log.warning(
+                "run event dead-lettered: %s", exc, extra={"routing_key": message.routing_key}
+            )
             await message.reject(requeue=False)
             return
         if key.run_id != event.run_id.hex and key.run_id != str(event.run_id):
@@ -75,11 +77,16 @@ class RunEvents:
             return
         await message.ack()
 
-    async def _apply(self, machine_id: uuid.UUID, event: RunStarted | RunOutput | RunFinished) -> bool | None:
+    async def _apply(
+        self, machine_id: uuid.UUID, event: RunStarted | RunOutput | RunFinished
+    ) -> bool | None:
         async with self.session_factory() as session:
             run = await session.get(Run, event.run_id, with_for_update=True)
             if run is None or run.machine_id != machine_id:
-                log.warning("run event from a machine that does not hold the run", extra={"run_id": str(event.run_id)})
+                log.warning(
+                    "run event from a machine that does not hold the run",
+                    extra={"run_id": str(event.run_id)},
+                )
                 return False
             if event.attempt != run.attempt:
                 return None  # an attempt already given up on
@@ -94,7 +101,11 @@ class RunEvents:
                 if exists is not None:
                     return None
                 chunk = TranscriptChunk(
-                    run_id=run.id, attempt=event.attempt, seq=event.seq, events=event.events, created_at=utcnow()
+                    run_id=run.id,
+                    attempt=event.attempt,
+                    seq=event.seq,
+                    events=event.events,
+                    created_at=utcnow(),
                 )
                 session.add(chunk)
                 emit(
@@ -112,8 +123,14 @@ class RunEvents:
                 await run_domain.started(session, run)
             else:
                 await run_domain.finished(
-                    session, run, event.outcome, failure_code=event.failure_code, error=event.error,
-                    session_id=event.session_id, usage=event.usage, cost_usd=event.cost_usd,
+                    session,
+                    run,
+                    event.outcome,
+                    failure_code=event.failure_code,
+                    error=event.error,
+                    session_id=event.session_id,
+                    usage=event.usage,
+                    cost_usd=event.cost_usd,
                     diff_stat=event.diff_stat,
                 )
             await session.commit()

@@ -100,7 +100,9 @@ def render_job(run: Run, settings: Settings, runtime: Runtime, agent: Agent) -> 
 JobRenderer = Callable[[Run, Settings, Runtime, Agent], RunJob]
 
 
-async def schedule_once(session: AsyncSession, settings: Settings, render: JobRenderer = render_job) -> int:
+async def schedule_once(
+    session: AsyncSession, settings: Settings, render: JobRenderer = render_job
+) -> int:
     now = utcnow()
     queued = list(
         (
@@ -126,18 +128,25 @@ async def schedule_once(session: AsyncSession, settings: Settings, render: JobRe
     agents = {
         a.id: a
         for a in (
-            await session.scalars(sa.select(Agent).where(Agent.id.in_({r.agent_id for r in queued})))
+            await session.scalars(
+                sa.select(Agent).where(Agent.id.in_({r.agent_id for r in queued}))
+            )
         ).all()
     }
     runtime_ids = {r.runtime_id for r in queued if r.runtime_id}
     runtimes = {
-        rt.id: rt for rt in (await session.scalars(sa.select(Runtime).where(Runtime.id.in_(runtime_ids)))).all()
+        rt.id: rt
+        for rt in (
+            await session.scalars(sa.select(Runtime).where(Runtime.id.in_(runtime_ids)))
+        ).all()
     }
     machines = {
         mc.id: mc
         for mc in (
             await session.scalars(
-                sa.select(Machine).where(Machine.id.in_({rt.machine_id for rt in runtimes.values()}))
+                sa.select(Machine).where(
+                    Machine.id.in_({rt.machine_id for rt in runtimes.values()})
+                )
             )
         ).all()
     }
@@ -155,7 +164,11 @@ async def schedule_once(session: AsyncSession, settings: Settings, render: JobRe
         elif (reason := runtime_blocker(runtime, machine, settings, now)) is not None:
             pass
         elif subject in busy_subjects:
-            reason = "task busy: another run is active" if run.task_id else "chat busy: a turn is running"
+            reason = (
+                "task busy: another run is active"
+                if run.task_id
+                else "chat busy: a turn is running"
+            )
         elif agent_load[agent.id] >= agent.concurrency_limit:
             reason = f"agent at {agent_load[agent.id]}/{agent.concurrency_limit}"
         elif machine is not None and machine_load[machine.id] >= max(machine.capacity, 1):
@@ -176,7 +189,11 @@ async def schedule_once(session: AsyncSession, settings: Settings, render: JobRe
         if run.queue_reason != reason or run.queue_position != position:
             run.queue_reason = reason
             run.queue_position = position
-            emit(session, run_topic(run.id), {"kind": "queue", "reason": reason, "position": position})
+            emit(
+                session,
+                run_topic(run.id),
+                {"kind": "queue", "reason": reason, "position": position},
+            )
     return dispatched
 
 
@@ -249,4 +266,3 @@ class Scheduler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-

@@ -36,7 +36,9 @@ class Dispatcher:
         # Ingest gets a channel of its own: its prefetch must not throttle publishing.
         self._ingest_channel = await self.link.connection.channel()
         await self._ingest_channel.set_qos(prefetch_count=settings.heartbeat_batch_size * 2)
-        queue = await self._ingest_channel.get_queue(self.link.topology.server_events.name, ensure=False)
+        queue = await self._ingest_channel.get_queue(
+            self.link.topology.server_events.name, ensure=False
+        )
         self.ingest = EventIngest(settings, state.session_factory, state.metrics)
         state.services["ingest"] = self.ingest
         await self.ingest.start(queue)

@@ -38,7 +38,9 @@ from taskmachine.settings import Settings
 log = logging.getLogger("taskmachine.sweeper")
 
 
-async def mark_quiet_machines(session: AsyncSession, now: datetime, window: float) -> list[uuid.UUID]:
+async def mark_quiet_machines(
+    session: AsyncSession, now: datetime, window: float
+) -> list[uuid.UUID]:
     """A machine whose heartbeats stopped is offline; its last status cannot say so itself."""
     quiet = list(
         (
@@ -118,8 +120,9 @@ async def notify_stale_runtimes(session: AsyncSession, now: datetime, window: fl
                         kind=InboxKind.RUNTIME_STALE,
                         title=f"{runtime.name} on {machine.name} is not ready",
                         body=(
-                            f"Agents that run on it ({', '.join(sorted(agent_names))}) cannot start "
-                            "new work until the machine checks in again and the runtime is enabled."
+                            f"Agents that run on it ({', '.join(sorted(agent_names))}) cannot "
+                            "start new work until the machine checks in again and the runtime "
+                            "is enabled."
                         ),
                         machine_id=machine.id,
                         data={"runtimeId": str(runtime.id), "machineId": str(machine.id)},
@@ -147,7 +150,9 @@ async def nudge_outdated(session: AsyncSession, settings: Settings) -> int:
         for workspace_id in await machine_domain.machine_workspaces(session, machine.id):
             for user_id in await machine_domain.managers(session, workspace_id, "machine.manage"):
                 exists = await session.scalar(
-                    sa.select(InboxItem.id).where(InboxItem.user_id == user_id, InboxItem.dedupe_key == key)
+                    sa.select(InboxItem.id).where(
+                        InboxItem.user_id == user_id, InboxItem.dedupe_key == key
+                    )
                 )
                 if exists is not None:
                     continue
@@ -202,7 +207,11 @@ async def expire_leases(session: AsyncSession, now: datetime, hard_limit: float)
     ).all()
     for run in lost:
         await run_domain.retry_or_fail(
-            session, run, "lease_lost", "the machine stopped renewing the run's lease", clean_worktree=True
+            session,
+            run,
+            "lease_lost",
+            "the machine stopped renewing the run's lease",
+            clean_worktree=True,
         )
     overdue = (
         await session.scalars(

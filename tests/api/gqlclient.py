@@ -53,6 +53,10 @@ async def http_session(url: str, token: str) -> AsyncIterator[Any]:
         yield session
 
 
-async def execute(session: Any, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    result: dict[str, Any] = await session.execute(GraphQLRequest(gql(query), variable_values=variables or {}))
+async def execute(
+    session: Any, query: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    result: dict[str, Any] = await session.execute(
+        GraphQLRequest(gql(query), variable_values=variables or {})
+    )
     return result

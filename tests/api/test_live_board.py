@@ -29,7 +29,9 @@ async def test_token_workspace_agent_task_and_live_subscription(server: RunningS
         assert ws["viewerRole"] == "OWNER" and ws["slug"] == "acme"
         agent = (await execute(client, CREATE_AGENT, {"ws": ws["id"]}))["createAgent"]
         assert agent["handle"] == "builder-bot" and agent["concurrencyLimit"] == 1
-        task = (await execute(client, CREATE_TASK, {"ws": ws["id"], "title": "Ship it"}))["createTask"]
+        task = (await execute(client, CREATE_TASK, {"ws": ws["id"], "title": "Ship it"}))[
+            "createTask"
+        ]
     assert task["number"] == 1 and task["status"] == "TODO" and task["tags"] == ["backend"]
 
     async with ws_session(server.ws_url, token) as session:

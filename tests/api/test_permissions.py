@@ -131,10 +131,17 @@ async def assemble(server: RunningServer) -> Crew:
             # the other recipients' items for that comment).
             asked = {}
             for kind in (m.InboxKind.QUESTION, m.InboxKind.APPROVAL):
-                question = await comments.post_comment(s, me, task.id, f"{kind.value} for {role.value}")
+                question = await comments.post_comment(
+                    s, me, task.id, f"{kind.value} for {role.value}"
+                )
                 asked[kind] = m.InboxItem(
-                    workspace_id=ws.id, user_id=user_id, kind=kind, title="Asked", task_id=task.id,
-                    agent_id=agent.id, data={"commentId": str(question.id)},
+                    workspace_id=ws.id,
+                    user_id=user_id,
+                    kind=kind,
+                    title="Asked",
+                    task_id=task.id,
+                    agent_id=agent.id,
+                    data={"commentId": str(question.id)},
                 )
             s.add_all([item, queued, *asked.values()])
             await s.flush()
