@@ -13,7 +13,7 @@ token, walking the To do column with varying cursors. Beside it, measured in the
 
 Then one diagnostic pass counts the SQL statements a board query issues, the time spent in them
 and the full garbage collections during the timed board run. `--gc-freeze` measures the same
-with gc.freeze() after startup (a suggested server change); `--breakdown` also times the page
+with the garbage collector tuned as `taskmachine serve` does it; `--breakdown` also times the page
 field by field. The last line is one JSON object with the figures; docs/performance.md has them.
 
     .venv/bin/python bench/api.py [--tasks 10000] [--queries 400] [--backends sqlite,postgres]
@@ -381,10 +381,10 @@ async def bench_backend(
             )
             async with running_server(settings) as (base_url, state):
                 if gc_freeze:
-                    # What the server would do after startup: move every object alive now out of
-                    # the collector's reach, so a full collection only walks what came since.
-                    gc.collect()
-                    gc.freeze()
+                    # What `taskmachine serve` does at start-up (freeze and thresholds).
+                    from taskmachine.server_cli import _tune_gc
+
+                    _tune_gc()
                 try:
                     return await measure(backend, base_url, state, seeded, queries, with_breakdown)
                 finally:
@@ -553,7 +553,7 @@ async def main(argv: list[str]) -> int:
     parser.add_argument(
         "--gc-freeze",
         action="store_true",
-        help="gc.freeze() after the server starts (a suggested server change, measured here)",
+        help="tune the garbage collector after start-up as `taskmachine serve` does",
     )
     parser.add_argument(
         "--breakdown", action="store_true", help="also time the board page field by field"

@@ -196,7 +196,8 @@ def admin_amqp_url(vhost: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def throwaway_vhost() -> AsyncIterator[str]:
+async def throwaway_vhost(problems: list[str]) -> AsyncIterator[str]:
+    """A vhost of the bench's own; deleted afterwards (a failure to is added to `problems`)."""
     api, auth = _management()
     name = f"tama-bench-heartbeats-{secrets.token_hex(4)}"
     path = quote(name, safe="")
@@ -215,8 +216,12 @@ async def throwaway_vhost() -> AsyncIterator[str]:
             granted.raise_for_status()
             yield name
         finally:
-            # Deleting a vhost with a thousand queues takes the broker a while.
-            await client.delete(f"/vhosts/{path}", timeout=180)
+            try:
+                # Deleting a vhost with a thousand queues takes the broker a while.
+                deleted = await client.delete(f"/vhosts/{path}", timeout=180)
+                deleted.raise_for_status()
+            except httpx.HTTPError as exc:
+                problems.append(f"vhost {name} not deleted: {exc!r}")
 
 
 class EventsQueue:
@@ -583,7 +588,7 @@ class ServerProcess:
         return self.process.pid
 
     async def run(self, *args: str) -> str:
-        """A one-off `taskmachine …` command with the server's settings; its stdout."""
+        """A one-off `taskmachine …` command with the server's settings; its last output line."""
         process = await asyncio.create_subprocess_exec(
             str(SERVER_BIN),
             *args,
@@ -594,7 +599,7 @@ class ServerProcess:
         out, err = await asyncio.wait_for(process.communicate(), 120)
         if process.returncode != 0:
             raise RuntimeError(f"taskmachine {args[0]} failed: {err.decode()[-2000:]}")
-        return out.decode().strip()
+        return out.decode().strip().splitlines()[-1]
 
     async def start(self) -> None:
         self._log = self.log_path.open("ab")
@@ -866,7 +871,7 @@ async def bench_floor(
     )
     machines = await bare_machines(vhost, args.machines, made, queue)
     consumer = await LoadProcess.start(
-        "consume", {"amqp_url": admin_amqp_url(vhost), "prefetch": 2 * LOCAL.heartbeat_batch_size}
+        "consume", {"amqp_url": admin_amqp_url(vhost), "prefetch": 2 * args.batch_size}
     )
     try:
         publishers = await Publishers.start(machines, runtimes, args.publishers)
@@ -921,6 +926,7 @@ async def bench_backend(
             TASKMACHINE_AMQP_URL=admin_amqp_url(vhost),
             TASKMACHINE_RABBITMQ_MANAGEMENT_URL=LOCAL.rabbitmq_management_url,
             TASKMACHINE_SECRET_KEY="bench-heartbeats-pepper",
+            **args.server_env,
         )
         server = ServerProcess(env, workdir / f"server-{backend}.log")
         token = await server.run("create-token", "bench@example.com", "--name", "bench")
@@ -1048,11 +1054,29 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--daemon-seconds", type=float, default=45.0, help="0 skips the daemon")
     parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a server setting for this run, e.g. heartbeat_batch_size=1000 (repeatable)",
+    )
     args = parser.parse_args(argv)
     try:
         args.rates = sorted({int(r) for r in args.rates.split(",")})
     except ValueError:
         parser.error(f"--rates {args.rates!r}: comma-separated whole numbers")
+    overrides: dict[str, str] = {}
+    for item in args.setting:
+        name, sep, value = item.partition("=")
+        if not sep or name.lower() not in Settings.model_fields:
+            parser.error(f"--setting {item!r}: NAME=VALUE with NAME a server setting")
+        overrides[f"TASKMACHINE_{name.upper()}"] = value
+    args.server_env = overrides
+    # The server's prefetch is twice its batch size; the floor consumer takes the same.
+    args.batch_size = int(
+        overrides.get("TASKMACHINE_HEARTBEAT_BATCH_SIZE", LOCAL.heartbeat_batch_size)
+    )
     backends = args.backends.split(",")
     if unknown := [b for b in backends if b not in BACKENDS]:
         parser.error(f"unknown backend {unknown[0]!r}: sqlite or postgres")
@@ -1064,8 +1088,9 @@ async def main(argv: list[str]) -> int:
     runtimes = await detect_runtimes()
     made: set[str] = set()
     results: list[BackendResult] = []
+    problems: list[str] = []
     with TemporaryDirectory(prefix="tm-bench-heartbeats-") as tmp:
-        async with throwaway_vhost() as vhost:
+        async with throwaway_vhost(problems) as vhost:
             queue = EventsQueue(vhost)
             try:
                 await queue.open()
@@ -1084,10 +1109,17 @@ async def main(argv: list[str]) -> int:
                         )
                     )
             finally:
-                await queue.close()
-                await remove_machine_users(vhost, made)
-    print(json.dumps(report(floor, results, args.machines)))
-    return 0
+                with contextlib.suppress(Exception):
+                    await queue.close()
+                try:
+                    await remove_machine_users(vhost, made)
+                except Exception as exc:
+                    problems.append(f"machine users (machine-<id>) not all removed: {exc!r}")
+    figures = report(floor, results, args.machines)
+    for problem in problems:
+        print(f"cleanup: {problem}", file=sys.stderr)
+    print(json.dumps(figures))
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

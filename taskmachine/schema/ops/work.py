@@ -14,7 +14,7 @@ from taskmachine.schema.helpers import db, ident, need_id, principal
 from taskmachine.schema.ops.listing import page
 from taskmachine.schema.pagination import Connection
 from taskmachine.schema.types.enums import GoalStatus, TaskPriority, TaskStatus
-from taskmachine.schema.types.work import Goal, Project, Task
+from taskmachine.schema.types.work import Goal, Project, Task, prefetch_extras
 
 
 @strawberry.input
@@ -123,7 +123,7 @@ class Query:
         after: str | None = None,
     ) -> Connection[Task]:
         wid = need_id(workspace_id, "workspaceId")
-        return await page(
+        connection = await page(
             info,
             _task_query(wid, filter),
             m.Task.id,
@@ -132,6 +132,8 @@ class Query:
             after=after,
             workspace_id=wid,
         )
+        await prefetch_extras([edge.node for edge in connection.edges])
+        return connection
 
     @strawberry.field
     async def task(self, info: Info, id: strawberry.ID) -> Task:

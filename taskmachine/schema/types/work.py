@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
@@ -95,6 +96,8 @@ class Task:
     started_at: datetime | None
     completed_at: datetime | None
     _row: strawberry.Private[m.Task]
+    # Set by the board query for its page: these fields then resolve without a coroutine each.
+    _extras: strawberry.Private[TaskExtras | None] = None
 
     @classmethod
     def of(cls, row: m.Task) -> Task:
@@ -118,8 +121,10 @@ class Task:
         return strawberry.ID(str(self._row.workspace_id))
 
     @strawberry.field
-    async def assignee(self) -> Actor | None:
-        return await actor(self._row.assignee_user_id, self._row.assignee_agent_id)
+    def assignee(self) -> Actor | None:
+        if self._extras is not None:
+            return self._extras.assignee
+        return actor(self._row.assignee_user_id, self._row.assignee_agent_id)  # type: ignore[return-value]
 
     @strawberry.field
     async def reviewer(self) -> Actor | None:
@@ -150,10 +155,55 @@ class Task:
         row = await loaders().task.load(self._row.parent_id)
         return Task.of(row) if row else None
 
+    # Plain functions that may return an awaitable: graphql-core awaits it, and a prefetched
+    # value costs no coroutine.
     @strawberry.field
-    async def tags(self) -> list[str]:
-        return await loaders().tags_by_task.load(self._row.id)
+    def tags(self) -> list[str]:
+        if self._extras is not None:
+            return self._extras.tags
+        return loaders().tags_by_task.load(self._row.id)  # type: ignore[return-value]
 
     @strawberry.field
-    async def comment_count(self) -> int:
-        return await loaders().comment_count_by_task.load(self._row.id)
+    def comment_count(self) -> int:
+        if self._extras is not None:
+            return self._extras.comment_count
+        return loaders().comment_count_by_task.load(self._row.id)  # type: ignore[return-value]
+
+
+@dataclass
+class TaskExtras:
+    assignee: User | Agent | None
+    tags: list[str]
+    comment_count: int
+
+
+async def prefetch_extras(tasks: list[Task]) -> None:
+    """One batch each for the page's assignees, tags and comment counts (the DataLoaders' own
+    statements), handed to the tasks so the fields resolve synchronously."""
+    if not tasks:
+        return
+    rows = [t._row for t in tasks]
+    ids = [r.id for r in rows]
+    tags = await loaders().tags_by_task.load_many(ids)
+    counts = await loaders().comment_count_by_task.load_many(ids)
+    users = {
+        u.id: u
+        for u in await loaders().user.load_many(
+            list({r.assignee_user_id for r in rows if r.assignee_user_id})
+        )
+        if u is not None
+    }
+    agents = {
+        a.id: a
+        for a in await loaders().agent.load_many(
+            list({r.assignee_agent_id for r in rows if r.assignee_agent_id})
+        )
+        if a is not None
+    }
+    for task, row, tag_list, count in zip(tasks, rows, tags, counts, strict=True):
+        assignee: User | Agent | None = None
+        if row.assignee_user_id in users:
+            assignee = User.of(users[row.assignee_user_id])
+        elif row.assignee_agent_id in agents:
+            assignee = Agent.of(agents[row.assignee_agent_id])
+        task._extras = TaskExtras(assignee, tag_list, count)
