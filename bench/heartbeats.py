@@ -618,6 +618,20 @@ class ServerProcess:
                     raise RuntimeError(f"the server did not get healthy: {self.log_tail()}")
                 await asyncio.sleep(0.2)
 
+    def log_problems(self) -> list[str]:
+        """Warnings and errors the server logged (one JSON object a line)."""
+        found = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and entry.get("level") in (
+                    "warning",
+                    "error",
+                    "critical",
+                ):
+                    found.append(f"{entry.get('level')}: {entry.get('msg')}")
+        return found
+
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:]
 
@@ -979,6 +993,8 @@ async def bench_backend(
                     )
         finally:
             await server.stop()
+            if problems := server.log_problems():
+                print(f"  the server logged {len(problems)} warnings/errors, first: {problems[0]}")
     return BackendResult(backend, steps, idle_api, api_cpu_ms, daemon)
 
 

@@ -182,7 +182,7 @@ async def test_unclaimed_run_fails_runtime_offline_and_task_returns_to_todo(
 async def test_lost_lease_retries_on_a_clean_worktree_then_fails(
     machine_server: RunningServer,
 ) -> None:
-    machine_server.settings.__dict__["lease_seconds"] = 0.5
+    machine_server.settings.__dict__["lease_seconds"] = 1.5
     fleet = await ready_fleet(machine_server)
     inbox = await JobInbox(fleet).open()
     task_id = await new_task(machine_server, fleet)
@@ -198,7 +198,7 @@ async def test_lost_lease_retries_on_a_clean_worktree_then_fails(
     assert await claim(machine_server, fleet, retry)
     await message.ack()
     # Heartbeats that list the run keep it alive...
-    for _ in range(4):
+    for _ in range(8):
         beat = fleet.daemon.heartbeat(
             [__import__("tests.machines.support", fromlist=["runtime"]).runtime("claude")]
         )
