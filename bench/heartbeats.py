@@ -54,6 +54,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
 import httpx
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskmachine.daemon.detect import RuntimeDetector
@@ -145,18 +146,29 @@ class CpuMeter:
         self._start = self._sample()
         self._started_at = time.monotonic()
 
-    def _sample(self) -> dict[str, float]:
-        seconds = {
-            name: sum(cpu_ticks(pid)[0] for pid in pids) / CLK_TCK
-            for name, pids in self.groups.items()
-        }
-        seconds["box"] = box_busy_ticks() / CLK_TCK
-        seconds["stall"] = cpu_stall_seconds()
+    def _sample(self) -> dict[str, dict[int, float]]:
+        seconds: dict[str, dict[int, float]] = {}
+        for name, pids in self.groups.items():
+            seconds[name] = {}
+            for pid in pids:
+                with contextlib.suppress(OSError):  # a process that ended counts for nothing
+                    seconds[name][pid] = cpu_ticks(pid)[0] / CLK_TCK
+        seconds["box"] = {0: box_busy_ticks() / CLK_TCK}
+        seconds["stall"] = {0: cpu_stall_seconds()}
         return seconds
 
     def read(self) -> dict[str, float]:
         end, wall = self._sample(), time.monotonic() - self._started_at
-        used = {k: (end[k] - self._start[k]) / wall * 100 for k in end}
+        used = {
+            name: sum(
+                t - self._start[name][pid]
+                for pid, t in end[name].items()
+                if pid in self._start[name]
+            )
+            / wall
+            * 100
+            for name in end
+        }
         stall = used.pop("stall")
         used["others"] = max(0.0, used.pop("box") - sum(used.values()))
         used["stall"] = stall
@@ -481,7 +493,7 @@ class Step:
         return self.published_per_s < 0.95 * self.offered
 
     def row(self) -> str:
-        cpu = " ".join(f"{self.cpu.get(k, 0.0):4.0f}" for k in CPU_COLUMNS)
+        cpu = " ".join(f"{self.cpu.get(k, 0.0):>{len(k)}.0f}" for k in CPU_COLUMNS)
         api = ""
         if self.api_ms:
             p50, p99 = p50_p99(self.api_ms)
@@ -489,14 +501,16 @@ class Step:
         note = " behind" if self.behind else (" load-limited" if self.load_limited else "")
         return (
             f"  {self.offered:>7}/s {self.published_per_s:>8.0f}/s {self.ingested_per_s:>8.0f}/s "
-            f"{self.backlog_end:>7}  {cpu}  {api}{note}"
+            f"{self.backlog_end:>7}   {cpu}   {api}{note}"
         )
 
 
-CPU_COLUMNS = ("server", "consumer", "broker", "load", "others", "stall")
+# CPU in % of one core per process group; "stall" in % of the time (see CpuMeter).
+CPU_COLUMNS = ("server", "database", "consumer", "broker", "load", "others", "stall")
 HEADER = (
-    "    offered  published  ingested  backlog  "
-    "CPU % of a core: server consumer broker load others; stall %   API p50 / p99"
+    f"  {'offered':>9} {'published':>10} {'ingested':>10} {'backlog':>7}   "
+    + " ".join(CPU_COLUMNS)
+    + "   API p50 / p99"
 )
 
 
@@ -506,7 +520,7 @@ async def staircase(
     publishers: Publishers,
     ingested: Callable[[], Awaitable[int]],
     queue: EventsQueue,
-    pids: dict[str, list[int]],
+    groups: Callable[[], Awaitable[dict[str, list[int]]]],
     probe: ApiProbe | None = None,
 ) -> list[Step]:
     """Each rate for `window` seconds after a warm-up; stop after the first step that falls
@@ -522,7 +536,7 @@ async def staircase(
                 publishers.published(), ingested(), queue.ready()
             )
             t0 = loop.time()
-            meter = CpuMeter(pids)
+            meter = CpuMeter(await groups())
             await asyncio.sleep(window)
             (p1, failed), c1, b1 = await asyncio.gather(
                 publishers.published(), ingested(), queue.ready()
@@ -726,6 +740,22 @@ async def database(backend: str) -> AsyncIterator[str]:
         await admin.dispose()
 
 
+async def database_pids(database_url: str) -> list[int]:
+    """PostgreSQL's backend processes serving this database (none for SQLite: in-process)."""
+    if not database_url:
+        return []
+    engine = create_async_engine(f"{PG_ADMIN}/postgres")
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :name"),
+                {"name": urlsplit(database_url).path.lstrip("/")},
+            )
+            return [int(row[0]) for row in rows]
+    finally:
+        await engine.dispose()
+
+
 # --- the idle daemon ----------------------------------------------------------------------
 
 
@@ -894,8 +924,10 @@ async def bench_floor(
             async def consumed() -> int:
                 return int((await consumer.ask("count"))["count"])
 
-            pids = {"consumer": [consumer.process.pid], "load": publishers.pids}
-            return await staircase(args.rates, args.window, publishers, consumed, queue, pids)
+            async def groups() -> dict[str, list[int]]:
+                return {"consumer": [consumer.process.pid], "load": publishers.pids}
+
+            return await staircase(args.rates, args.window, publishers, consumed, queue, groups)
         finally:
             await publishers.stop()
     finally:
@@ -966,6 +998,14 @@ async def bench_backend(
                     flush=True,
                 )
                 publishers = await Publishers.start(machines, runtimes, args.publishers)
+
+                async def groups() -> dict[str, list[int]]:
+                    return {
+                        "server": [server.pid],
+                        "database": await database_pids(database_url),
+                        "load": publishers.pids,
+                    }
+
                 try:
                     async with probe.running():
                         steps = await staircase(
@@ -974,7 +1014,7 @@ async def bench_backend(
                             publishers,
                             server.heartbeats_written,
                             queue,
-                            {"server": [server.pid], "load": publishers.pids},
+                            groups,
                             probe,
                         )
                 finally:

@@ -58,8 +58,7 @@ def runtime_blocker(
     )
     if machine.status is not MachineStatus.ONLINE or not fresh:
         return f"runtime offline ({machine.name} is not checking in)"
-    if runtime.last_reported_at is None or runtime.last_reported_at < machine.last_heartbeat_at:  # type: ignore[operator]
-        return f"{runtime.name} is no longer reported by {machine.name}"
+    # (A runtime no longer reported has no row: ingest deletes it.)
     if not runtime.available:
         return f"{runtime.name} on {machine.name} does not run"
     if not runtime.enabled:

@@ -77,8 +77,6 @@ def _ready(runtime: Runtime, machine: Machine, now: datetime, window: float) -> 
         and machine.status is MachineStatus.ONLINE
         and runtime.available
         and runtime.enabled
-        and runtime.last_reported_at is not None
-        and runtime.last_reported_at >= machine.last_heartbeat_at  # type: ignore[operator]
     )
 
 
