@@ -71,7 +71,9 @@ async def apply_heartbeats(
 ) -> set[uuid.UUID]:
     """Apply the newest heartbeat of each known machine; returns the machines that changed
     in a way a person would see (came online, new version, runtimes changed)."""
-    latest = latest_per_machine(heartbeats)
+    # In id order, so that every batch (and every server) updates rows in the same order: two
+    # writers then wait for each other instead of deadlocking.
+    latest = dict(sorted(latest_per_machine(heartbeats).items()))
     if not latest:
         return set()
     # Plain rows, not ORM objects: a batch reads hundreds of machines only to compare them.

@@ -73,10 +73,7 @@ def _ready(runtime: Runtime, machine: Machine, now: datetime, window: float) -> 
         seconds=window
     )
     return (
-        fresh
-        and machine.status is MachineStatus.ONLINE
-        and runtime.available
-        and runtime.enabled
+        fresh and machine.status is MachineStatus.ONLINE and runtime.available and runtime.enabled
     )
 
 
