@@ -22,6 +22,11 @@ def _fmt(labels: Labels, extra: tuple[tuple[str, str], ...] = ()) -> str:
     return "{" + body + "}"
 
 
+def _num(value: float) -> str:
+    """Exact for counts (`:g` would print 1e+06 for 1,000,001), shortest round-trip otherwise."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 class Metrics:
     def __init__(self) -> None:
         self._help: dict[str, tuple[str, str]] = {}
@@ -59,7 +64,7 @@ class Metrics:
         for name, series in sorted(self._counters.items()):
             header(name, "counter")
             for labels, value in sorted(series.items()):
-                lines.append(f"{name}{_fmt(labels)} {value:g}")
+                lines.append(f"{name}{_fmt(labels)} {_num(value)}")
         for name, hseries in sorted(self._histograms.items()):
             header(name, "histogram")
             for labels, slots in sorted(hseries.items()):
@@ -67,13 +72,13 @@ class Metrics:
                 for bound, count in zip(BUCKETS, slots, strict=False):
                     cumulative += count
                     lines.append(
-                        f"{name}_bucket{_fmt(labels, (('le', f'{bound:g}'),))} {cumulative:g}"
+                        f"{name}_bucket{_fmt(labels, (('le', f'{bound:g}'),))} {_num(cumulative)}"
                     )
                 cumulative += slots[len(BUCKETS)]
-                lines.append(f"{name}_bucket{_fmt(labels, (('le', '+Inf'),))} {cumulative:g}")
-                lines.append(f"{name}_count{_fmt(labels)} {slots[-2]:g}")
-                lines.append(f"{name}_sum{_fmt(labels)} {slots[-1]:g}")
+                lines.append(f"{name}_bucket{_fmt(labels, (('le', '+Inf'),))} {_num(cumulative)}")
+                lines.append(f"{name}_count{_fmt(labels)} {_num(slots[-2])}")
+                lines.append(f"{name}_sum{_fmt(labels)} {_num(slots[-1])}")
         for name, read in sorted(self._gauges.items()):
             header(name, "gauge")
-            lines.append(f"{name} {read():g}")
+            lines.append(f"{name} {_num(read())}")
         return "\n".join(lines) + "\n"

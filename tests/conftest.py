@@ -244,6 +244,12 @@ async def broker_vhost() -> AsyncIterator[str]:
         try:
             yield name
         finally:
+            # Machine users are global to the broker: remove the ones this vhost's server made.
+            permissions = await client.get(f"/vhosts/{quote(name, safe='')}/permissions")
+            if permissions.status_code == 200:
+                for entry in permissions.json():
+                    if entry["user"].startswith("machine-"):
+                        await client.delete(f"/users/{quote(entry['user'], safe='')}")
             await client.delete(f"/vhosts/{quote(name, safe='')}")
 
 

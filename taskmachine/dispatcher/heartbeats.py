@@ -133,9 +133,7 @@ async def apply_heartbeats(
             .values(status=MachineStatus.ONLINE, last_heartbeat_at=now)
             .execution_options(synchronize_session=False)
         )
-    applied = {
-        machine_id: latest[machine_id] for machine_id in [*same, *(r["id"] for r in machine_rows)]
-    }
+    applied = {machine_id: beat for machine_id, beat in latest.items() if machine_id in machines}
     changed |= await _apply_runtimes(session, applied, now)
     await _renew_leases(session, applied, now, lease)
     if changed:
