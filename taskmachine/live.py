@@ -87,10 +87,6 @@ class LiveHub:
 
     # -- publishing ------------------------------------------------------------------------
 
-    def publish_nowait(self, topic: str, payload: dict[str, Any]) -> None:
-        """For callers outside a transaction (e.g. transcript chunks already persisted)."""
-        self._outgoing.put_nowait((topic, payload))
-
     async def _run_pump(self) -> None:
         # One pump keeps events in commit order.
         while True:

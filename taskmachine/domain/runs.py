@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskmachine.auth import tokens
 from taskmachine.auth.principal import Principal
-from taskmachine.domain.errors import Conflict, Forbidden
+from taskmachine.domain.errors import Conflict
 from taskmachine.domain.events import chat_topic, emit, kick, run_topic
 from taskmachine.domain.tasks import record
 from taskmachine.models import (
@@ -426,8 +426,3 @@ async def cancel(session: AsyncSession, run: Run) -> bool:
         {"kind": "status", "status": run.status.value, "cancel_requested": True},
     )
     return True
-
-
-def require_same_workspace(principal: Principal, run: Run) -> None:
-    if principal.is_agent and principal.workspace_id != run.workspace_id:
-        raise Forbidden("outside this run's workspace")

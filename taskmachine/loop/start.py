@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskmachine.domain import runs as run_domain
@@ -91,11 +90,3 @@ async def start_run(
         follows_run_id=follows_run_id,
         session_id=resume_id,
     )
-
-
-async def active_run_for(
-    session: AsyncSession, *, task_id: uuid.UUID | None = None, chat_id: uuid.UUID | None = None
-) -> Run | None:
-    query = sa.select(Run).where(Run.status.in_(run_domain.ACTIVE))
-    query = query.where(Run.task_id == task_id) if task_id else query.where(Run.chat_id == chat_id)
-    return await session.scalar(query.order_by(Run.id).limit(1))

@@ -7,8 +7,9 @@ long-lived connection). Access is checked when the subscription starts.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 import strawberry
@@ -41,6 +42,33 @@ async def _authorize(
         await visible(session, caller, model, row_id, what)
 
 
+async def _follow(
+    info: Info,
+    topic: str,
+    model: type[Any],
+    row_id: Callable[[dict[str, Any]], uuid.UUID],
+    *,
+    skip: Callable[[dict[str, Any]], bool] = lambda _payload: False,
+    missing_too: bool = False,
+) -> AsyncGenerator[tuple[dict[str, Any], Any]]:
+    """Each event on `topic` with its row read fresh, in a scope of its own that stays open
+    while the caller yields (the client's selection resolves inside it)."""
+    async with info.context.state.hub.subscribe(topic) as queue:
+        while True:
+            payload = await queue.get()
+            if skip(payload):
+                continue
+            async with event_scope(info.context.state) as scope:
+                async with scope.db() as session:
+                    row = await session.get(model, row_id(payload))
+                if row is not None or missing_too:
+                    yield payload, row
+
+
+def _is_output(payload: dict[str, Any]) -> bool:
+    return bool(payload.get("kind") == "output")
+
+
 @strawberry.type
 class TaskSubscription:
     @strawberry.subscription(description="Every change to a task on the workspace's board.")
@@ -51,14 +79,9 @@ class TaskSubscription:
         caller = await info.context.require_principal()
         async with event_scope(info.context.state) as scope, scope.db() as session:
             await access.require_member(session, caller, wid)
-        async with info.context.state.hub.subscribe(board_topic(wid)) as queue:
-            while True:
-                payload = await queue.get()
-                async with event_scope(info.context.state) as scope:
-                    async with scope.db() as session:
-                        row = await session.get(m.Task, uuid.UUID(payload["task_id"]))
-                    if row is not None:
-                        yield BoardEvent(kind=m.TimelineKind(payload["kind"]), task=Task.of(row))
+        events = _follow(info, board_topic(wid), m.Task, lambda p: uuid.UUID(p["task_id"]))
+        async for payload, row in events:
+            yield BoardEvent(kind=m.TimelineKind(payload["kind"]), task=Task.of(row))
 
     @strawberry.subscription(description="New events on a task's timeline, as they commit.")
     async def task_timeline(
@@ -66,14 +89,9 @@ class TaskSubscription:
     ) -> AsyncGenerator[TimelineEvent]:
         tid = need_id(task_id, "taskId")
         await _authorize(info, m.Task, tid, "task")
-        async with info.context.state.hub.subscribe(task_topic(tid)) as queue:
-            while True:
-                payload = await queue.get()
-                async with event_scope(info.context.state) as scope:
-                    async with scope.db() as session:
-                        row = await session.get(m.TimelineEvent, uuid.UUID(payload["event_id"]))
-                    if row is not None:
-                        yield TimelineEvent.of(row)
+        events = _follow(info, task_topic(tid), m.TimelineEvent, lambda p: uuid.UUID(p["event_id"]))
+        async for _, row in events:
+            yield TimelineEvent.of(row)
 
     @strawberry.subscription(
         description="A run's transcript: what is persisted first, then live chunks, "
@@ -119,16 +137,9 @@ class TaskSubscription:
     async def run_changed(self, info: Info, run_id: strawberry.ID) -> AsyncGenerator[Run]:
         rid = need_id(run_id, "runId")
         await _authorize(info, m.Run, rid, "run")
-        async with info.context.state.hub.subscribe(run_topic(rid)) as queue:
-            while True:
-                payload = await queue.get()
-                if payload.get("kind") == "output":
-                    continue
-                async with event_scope(info.context.state) as scope:
-                    async with scope.db() as session:
-                        row = await session.get(m.Run, rid)
-                    if row is not None:
-                        yield Run.of(row)
+        # Transcript output rides on the same topic; only status and queue changes count here.
+        async for _, row in _follow(info, run_topic(rid), m.Run, lambda _p: rid, skip=_is_output):
+            yield Run.of(row)
 
     @strawberry.subscription(description="New messages in a chat.")
     async def chat_messages(
@@ -136,14 +147,9 @@ class TaskSubscription:
     ) -> AsyncGenerator[ChatMessage]:
         cid = need_id(chat_id, "chatId")
         await _authorize(info, m.Chat, cid, "chat")
-        async with info.context.state.hub.subscribe(chat_topic(cid)) as queue:
-            while True:
-                payload = await queue.get()
-                async with event_scope(info.context.state) as scope:
-                    async with scope.db() as session:
-                        row = await session.get(m.ChatMessage, uuid.UUID(payload["message_id"]))
-                    if row is not None:
-                        yield ChatMessage.of(row)
+        events = _follow(info, chat_topic(cid), m.ChatMessage, lambda p: uuid.UUID(p["message_id"]))
+        async for _, row in events:
+            yield ChatMessage.of(row)
 
 
 @strawberry.type
@@ -165,13 +171,15 @@ class FleetSubscription:
         caller = await info.context.require_principal()
         async with event_scope(info.context.state) as scope, scope.db() as session:
             await access.require_member(session, caller, wid)
-        async with info.context.state.hub.subscribe(machines_topic(wid)) as queue:
-            while True:
-                payload = await queue.get()
-                async with event_scope(info.context.state) as scope:
-                    async with scope.db() as session:
-                        row = await session.get(m.Machine, uuid.UUID(payload["machine_id"]))
-                    yield MachineChange(
-                        machine_id=strawberry.ID(payload["machine_id"]),
-                        machine=Machine.of(row) if row is not None else None,
-                    )
+        events = _follow(
+            info,
+            machines_topic(wid),
+            m.Machine,
+            lambda p: uuid.UUID(p["machine_id"]),
+            missing_too=True,  # a removed machine is news too
+        )
+        async for payload, row in events:
+            yield MachineChange(
+                machine_id=strawberry.ID(payload["machine_id"]),
+                machine=Machine.of(row) if row is not None else None,
+            )
