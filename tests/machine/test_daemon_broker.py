@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import os
+import statistics
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -119,7 +120,11 @@ async def test_a_slow_detection_does_not_delay_heartbeats(
     sent = [beat.sent_at.timestamp() for beat in machine.beats()[:10]]
     # The first beat waited one interval for detection at most, then beats came on time
     # while the probe was still running.
-    assert max(_gaps(sent)) < 0.3, _gaps(sent)
+    gaps = _gaps(sent)
+    # A beat held back by detection would leave a gap of about the 3 s hang; on a loaded
+    # machine one gap may stretch a little, but none comes near that, and the cadence holds.
+    assert max(gaps) < 1.5, gaps
+    assert 0.15 < statistics.median(gaps) < 0.3, gaps
     assert machine.beats()[0].runtimes == []
 
 
