@@ -1,9 +1,9 @@
-"""Consume `tama.server.events`: heartbeats and run events from machines.
+"""Consume `tama.server.heartbeats`: machines' heartbeats, written in batches.
 
-The sender is trusted by the broker-validated `user_id` property only: an event without one, or
-whose routing key names another machine, is dead-lettered. A body that fails validation is
-dead-lettered and logged, never retried. Heartbeats are written in batches; a delivery is
-acknowledged only after its batch commits, so a crash re-delivers instead of losing it.
+The sender is trusted by the broker-validated `user_id` property only: a heartbeat without one,
+or whose routing key names another machine, is dead-lettered. A body that fails validation is
+dead-lettered and logged, never retried. A delivery is acknowledged only after its batch
+commits, so a crash re-delivers instead of losing it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -25,15 +24,9 @@ from taskmachine.models import utcnow
 from taskmachine.settings import Settings
 from taskmachine.wire.errors import WireError
 from taskmachine.wire.messages import Heartbeat
-from taskmachine.wire.topology import (
-    EventRoutingKey,
-    machine_id_from_username,
-    parse_event_routing_key,
-)
+from taskmachine.wire.topology import machine_id_from_username, parse_event_routing_key
 
 log = logging.getLogger("taskmachine.ingest")
-
-RunEventHandler = Callable[[EventRoutingKey, AbstractIncomingMessage], Awaitable[None]]
 
 
 @dataclass
@@ -42,14 +35,13 @@ class _Pending:
     message: AbstractIncomingMessage
 
 
-class EventIngest:
+class HeartbeatIngest:
     def __init__(
         self, settings: Settings, session_factory: SessionFactory, metrics: Metrics
     ) -> None:
         self.settings = settings
         self.session_factory = session_factory
         self.metrics = metrics
-        self.run_events: RunEventHandler | None = None
         self._pending: list[_Pending] = []
         self._first_pending_at = 0.0
         self._wake = asyncio.Event()
@@ -96,27 +88,24 @@ class EventIngest:
         if sender is None or sender != key.machine_id:
             await self._reject(message, "sender does not match the routing key")
             return
-        if key.kind == "heartbeat":
-            try:
-                beat = Heartbeat.parse(message.body)
-            except WireError as exc:
-                await self._reject(message, str(exc))
-                return
-            if beat.machine_id != uuid.UUID(key.machine_id):
-                await self._reject(message, "heartbeat names another machine")
-                return
-            if not self._pending:
-                self._first_pending_at = time.monotonic()
-            self._pending.append(_Pending(beat, message))
-            if len(self._pending) >= self.settings.heartbeat_batch_size:
-                await self._flush()
-            else:
-                self._wake.set()
+        if key.kind != "heartbeat":
+            await self._reject(message, f"{key.kind} is not a heartbeat")
             return
-        if self.run_events is None:
-            await self._reject(message, f"no handler for {key.kind} events")
+        try:
+            beat = Heartbeat.parse(message.body)
+        except WireError as exc:
+            await self._reject(message, str(exc))
             return
-        await self.run_events(key, message)
+        if beat.machine_id != uuid.UUID(key.machine_id):
+            await self._reject(message, "heartbeat names another machine")
+            return
+        if not self._pending:
+            self._first_pending_at = time.monotonic()
+        self._pending.append(_Pending(beat, message))
+        if len(self._pending) >= self.settings.heartbeat_batch_size:
+            await self._flush()
+        else:
+            self._wake.set()
 
     async def _flush_loop(self) -> None:
         while True:

@@ -1,17 +1,22 @@
-"""The dispatcher as one server component: broker link, event ingest, sweeper."""
+"""The dispatcher as one server component: broker link, heartbeat and run-event consumers,
+scheduler, outbox relay, sweeper."""
 
 from __future__ import annotations
 
 from aio_pika.abc import AbstractChannel
 
 from taskmachine.dispatcher.broker_admin import BrokerAdmin
-from taskmachine.dispatcher.ingest import EventIngest
+from taskmachine.dispatcher.event_queue import RunEventQueue
+from taskmachine.dispatcher.ingest import HeartbeatIngest
 from taskmachine.dispatcher.link import BrokerLink
 from taskmachine.dispatcher.relay import Relay
 from taskmachine.dispatcher.run_events import RunEvents
 from taskmachine.dispatcher.scheduler import Scheduler
 from taskmachine.dispatcher.sweeper import Sweeper
 from taskmachine.schema.state import AppState
+
+# Run events in flight at once; each run's are still applied in order (RunEvents).
+RUN_EVENTS_PREFETCH = 256
 
 
 class Dispatcher:
@@ -20,12 +25,14 @@ class Dispatcher:
     def __init__(self, *, sweeper: bool = True) -> None:
         self.run_sweeper = sweeper
         self.link: BrokerLink | None = None
-        self.ingest: EventIngest | None = None
+        self.ingest: HeartbeatIngest | None = None
+        self.events: RunEventQueue | None = None
         self.sweeper: Sweeper | None = None
         self.scheduler: Scheduler | None = None
         self.relay: Relay | None = None
         self.run_events: RunEvents | None = None
         self._ingest_channel: AbstractChannel | None = None
+        self._events_channel: AbstractChannel | None = None
 
     async def start(self, state: AppState) -> None:
         settings = state.settings
@@ -33,17 +40,25 @@ class Dispatcher:
         await self.link.start()
         state.services["broker"] = self.link
         assert self.link.connection is not None
-        # Ingest gets a channel of its own: its prefetch must not throttle publishing.
+        # Each consumer gets a channel of its own: one's prefetch must not throttle the other,
+        # nor publishing.
         self._ingest_channel = await self.link.connection.channel()
         await self._ingest_channel.set_qos(prefetch_count=settings.heartbeat_batch_size * 2)
-        queue = await self._ingest_channel.get_queue(
+        heartbeats = await self._ingest_channel.get_queue(
+            self.link.topology.server_heartbeats.name, ensure=False
+        )
+        self.ingest = HeartbeatIngest(settings, state.session_factory, state.metrics)
+        state.services["ingest"] = self.ingest
+        await self.ingest.start(heartbeats)
+        self.run_events = RunEvents(state.session_factory, state.hub)
+        self._events_channel = await self.link.connection.channel()
+        await self._events_channel.set_qos(prefetch_count=RUN_EVENTS_PREFETCH)
+        events = await self._events_channel.get_queue(
             self.link.topology.server_events.name, ensure=False
         )
-        self.ingest = EventIngest(settings, state.session_factory, state.metrics)
-        state.services["ingest"] = self.ingest
-        await self.ingest.start(queue)
-        self.run_events = RunEvents(state.session_factory, state.hub)
-        self.ingest.run_events = self.run_events.handle
+        self.events = RunEventQueue(state.metrics)
+        self.events.default = self.run_events.handle
+        await self.events.start(events)
         self.scheduler = Scheduler(settings, state.session_factory, state.hub)
         state.services["scheduler"] = self.scheduler
         await self.scheduler.start()
@@ -62,6 +77,8 @@ class Dispatcher:
             await self.scheduler.stop()
         if self.relay is not None:
             await self.relay.stop()
+        if self.events is not None:
+            await self.events.stop()
         if self.ingest is not None:
             await self.ingest.stop()
         if self.link is not None:

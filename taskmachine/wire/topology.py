@@ -2,8 +2,8 @@
 
     tama.jobs     direct  machine.<id>                 -> tama.machine.<id>.jobs (priority 0-10)
     tama.control  direct  machine.<id>                 -> tama.machine.<id>.control
-    tama.events   topic   machine.<id>.heartbeat       -> tama.server.events (bound machine.#)
-                          machine.<id>.run.<run>.<kind>
+    tama.events   topic   machine.<id>.heartbeat       -> tama.server.heartbeats
+                          machine.<id>.run.<run>.<kind> -> tama.server.events
     tama.live     topic   server <-> server fan-out of persisted changes
     tama.dead     fanout  -> queue tama.dead (dead letters of every queue above)
 
@@ -31,7 +31,13 @@ LIVE_EXCHANGE = "tama.live"
 DEAD_EXCHANGE = "tama.dead"
 DEAD_QUEUE = "tama.dead"
 SERVER_EVENTS_QUEUE = "tama.server.events"
-SERVER_EVENTS_BINDING = "machine.#"
+SERVER_EVENTS_BINDING = "machine.*.run.#"
+# Heartbeats have a queue of their own: a burst of them never delays a run's events, and each
+# consumer can ack the way its messages need (heartbeats in batches, run events one by one).
+SERVER_HEARTBEATS_QUEUE = "tama.server.heartbeats"
+SERVER_HEARTBEATS_BINDING = "machine.*.heartbeat"
+# Before the split, tama.server.events took every machine event; unbound on declare.
+_LEGACY_SERVER_EVENTS_BINDING = "machine.#"
 
 # Job priorities are 0-9 (task priority); the queue allows 0-10 so a later urgent lane fits.
 JOB_QUEUE_MAX_PRIORITY = 10
@@ -187,6 +193,7 @@ class ServerTopology:
     live: AbstractExchange
     dead: AbstractExchange
     server_events: AbstractQueue
+    server_heartbeats: AbstractQueue
     dead_letters: AbstractQueue
 
 
@@ -210,13 +217,21 @@ async def _declare_dead_letters(channel: AbstractChannel, dead: AbstractExchange
 
 
 async def declare_server_topology(channel: AbstractChannel) -> ServerTopology:
-    """Server side, idempotent: every exchange, the dead-letter queue and tama.server.events."""
+    """Server side, idempotent: every exchange, the dead-letter queue and the server's two
+    event queues."""
     exchanges = await _declare_exchanges(channel)
+    events = exchanges[EVENTS_EXCHANGE]
     dead_letters = await _declare_dead_letters(channel, exchanges[DEAD_EXCHANGE])
     server_events = await channel.declare_queue(
         SERVER_EVENTS_QUEUE, durable=True, arguments=queue_arguments("server_events")
     )
-    await server_events.bind(exchanges[EVENTS_EXCHANGE], routing_key=SERVER_EVENTS_BINDING)
+    await server_events.bind(events, routing_key=SERVER_EVENTS_BINDING)
+    # A broker set up by an older server still routes heartbeats here; unbinding is idempotent.
+    await server_events.unbind(events, routing_key=_LEGACY_SERVER_EVENTS_BINDING)
+    server_heartbeats = await channel.declare_queue(
+        SERVER_HEARTBEATS_QUEUE, durable=True, arguments=queue_arguments("server_events")
+    )
+    await server_heartbeats.bind(events, routing_key=SERVER_HEARTBEATS_BINDING)
     return ServerTopology(
         jobs=exchanges[JOBS_EXCHANGE],
         control=exchanges[CONTROL_EXCHANGE],
@@ -224,6 +239,7 @@ async def declare_server_topology(channel: AbstractChannel) -> ServerTopology:
         live=exchanges[LIVE_EXCHANGE],
         dead=exchanges[DEAD_EXCHANGE],
         server_events=server_events,
+        server_heartbeats=server_heartbeats,
         dead_letters=dead_letters,
     )
 

@@ -128,9 +128,10 @@ async def admin_channel(admin_connection: AbstractConnection) -> AsyncIterator[A
 
 @pytest.fixture
 async def topology(admin_channel: AbstractChannel) -> ServerTopology:
-    """The server topology, with tama.server.events and tama.dead emptied for this test."""
+    """The server topology, with the server's event queues and tama.dead emptied for this test."""
     declared = await declare_server_topology(admin_channel)
     await declared.server_events.purge()
+    await declared.server_heartbeats.purge()
     await declared.dead_letters.purge()
     return declared
 

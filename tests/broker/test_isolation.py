@@ -71,6 +71,7 @@ async def _publish_event(
 async def _nothing_arrived(topology: ServerTopology) -> None:
     await asyncio.sleep(0.2)
     assert await topology.server_events.get(fail=False) is None
+    assert await topology.server_heartbeats.get(fail=False) is None
 
 
 async def test_machine_consumes_its_own_jobs_and_control_queues(
@@ -160,7 +161,7 @@ async def test_heartbeat_and_run_event_reach_the_server_with_the_validated_sende
     await _publish_event(channel, heartbeat_routing_key(a.id), a.username, b'{"v":1}')
     await _publish_event(channel, run_event_routing_key(a.id, "run-7", "output"), a.username)
 
-    heartbeat = await arrival(topology.server_events)
+    heartbeat = await arrival(topology.server_heartbeats)
     assert heartbeat.body == b'{"v":1}'
     assert heartbeat.user_id == a.username
     assert machine_id_from_username(heartbeat.user_id) == a.id
@@ -171,6 +172,9 @@ async def test_heartbeat_and_run_event_reach_the_server_with_the_validated_sende
     key = parse_event_routing_key(run_event.routing_key or "")
     assert key is not None and (key.machine_id, key.run_id, key.kind) == (a.id, "run-7", "output")
     assert run_event.user_id == a.username
+    # Each went to its own queue only.
+    assert await topology.server_events.get(fail=False) is None
+    assert await topology.server_heartbeats.get(fail=False) is None
 
 
 async def test_machine_cannot_publish_elsewhere_or_declare_anything(

@@ -6,7 +6,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel
 
 from taskmachine.wire.topology import (
-    SERVER_EVENTS_QUEUE,
+    SERVER_HEARTBEATS_QUEUE,
     ServerTopology,
     heartbeat_routing_key,
     machine_routing_key,
@@ -60,7 +60,7 @@ async def test_rejected_event_is_dead_lettered_not_redelivered(
     )
 
     # The server's ingest finds the body invalid and rejects it without requeueing.
-    message = await arrival(topology.server_events, no_ack=False)
+    message = await arrival(topology.server_heartbeats, no_ack=False)
     await message.reject(requeue=False)
 
     dead = await arrival(topology.dead_letters)
@@ -68,9 +68,9 @@ async def test_rejected_event_is_dead_lettered_not_redelivered(
     assert dead.user_id == a.username
     deaths = dead.headers["x-death"]
     assert isinstance(deaths, list) and isinstance(deaths[0], dict)
-    assert deaths[0]["queue"] == SERVER_EVENTS_QUEUE
+    assert deaths[0]["queue"] == SERVER_HEARTBEATS_QUEUE
     assert deaths[0]["reason"] == "rejected"
-    assert await topology.server_events.get(fail=False) is None
+    assert await topology.server_heartbeats.get(fail=False) is None
 
 
 async def test_job_rejected_by_the_daemon_is_dead_lettered(

@@ -162,7 +162,8 @@ class IngestDownDispatcher(Dispatcher):
 
     async def start(self, state: AppState) -> None:
         await super().start(state)
-        assert self.ingest is not None
+        assert self.ingest is not None and self.events is not None
+        await self.events.stop()
         await self.ingest.stop()
 
 
