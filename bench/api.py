@@ -12,12 +12,13 @@ token, walking the To do column with varying cursors. Beside it, measured in the
 - "me": `{ me { id } }`, the smallest query that authenticates (token lookup and last-used update).
 
 Then one diagnostic pass counts the SQL statements a board query issues, the time spent in them
-and the full garbage collections during the timed board run. `--gc-freeze` measures the same
-with the garbage collector tuned as `taskmachine serve` does it; `--breakdown` also times the page
-field by field. The last line is one JSON object with the figures; docs/performance.md has them.
+and the full garbage collections during the timed board run. The garbage collector is tuned as
+`taskmachine serve` does it (`--no-gc-freeze` leaves CPython's defaults); `--breakdown` also times
+the page field by field. The last line is one JSON object with the figures; docs/performance.md
+has them.
 
     .venv/bin/python bench/api.py [--tasks 10000] [--queries 400] [--backends sqlite,postgres]
-                                  [--gc-freeze] [--breakdown]
+                                  [--no-gc-freeze] [--breakdown]
 """
 
 from __future__ import annotations
@@ -550,10 +551,13 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--backends", default="sqlite,postgres")
+    # As shipped: `taskmachine serve` tunes the collector at start-up, so the bench does too.
     parser.add_argument(
         "--gc-freeze",
-        action="store_true",
-        help="tune the garbage collector after start-up as `taskmachine serve` does",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="tune the garbage collector after start-up as `taskmachine serve` does (default); "
+        "--no-gc-freeze measures CPython's defaults",
     )
     parser.add_argument(
         "--breakdown", action="store_true", help="also time the board page field by field"

@@ -59,6 +59,31 @@ def check_first(first: int | None, max_page: int) -> int:
     return size
 
 
+def connection(
+    rows: Sequence[Any],
+    first: int,
+    *,
+    id_of: Callable[[Any], uuid.UUID],
+    convert: Callable[[Any], T],
+    count: Callable[[], Awaitable[int]],
+) -> Connection[T]:
+    """A page from up to first + 1 rows in cursor order (the extra row says another page
+    follows)."""
+    edges = [Edge(cursor=encode_cursor(id_of(row)), node=convert(row)) for row in rows[:first]]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None
+        ),
+        _count=count,
+    )
+
+
+def _row_id(row: Any) -> uuid.UUID:
+    row_id: uuid.UUID = row.id
+    return row_id
+
+
 async def paginate(
     session: AsyncSession,
     query: sa.Select[Any],
@@ -77,17 +102,10 @@ async def paginate(
         page_query = page_query.where(id_column < cursor if descending else id_column > cursor)
     order = id_column.desc() if descending else id_column.asc()
     rows: Sequence[Any] = (await session.scalars(page_query.order_by(order).limit(first + 1))).all()
-    has_next = len(rows) > first
-    rows = rows[:first]
-    edges = [Edge(cursor=encode_cursor(row.id), node=convert(row)) for row in rows]
     count_query = query.with_only_columns(sa.func.count()).order_by(None)
 
     async def count() -> int:
         async with count_session() as s:
             return int(await s.scalar(count_query) or 0)
 
-    return Connection(
-        edges=edges,
-        page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
-        _count=count,
-    )
+    return connection(rows, first, id_of=_row_id, convert=convert, count=count)

@@ -6,15 +6,16 @@ import sqlalchemy as sa
 import strawberry
 
 from taskmachine import models as m
-from taskmachine.domain import access, projects, tasks, validate
+from taskmachine.domain import access, projects, tasks
 from taskmachine.domain.errors import NotFound
 from taskmachine.domain.lookup import visible
 from taskmachine.schema.context import Info
 from taskmachine.schema.helpers import db, ident, need_id, principal
 from taskmachine.schema.ops.listing import page
+from taskmachine.schema.ops.task_page import task_page
 from taskmachine.schema.pagination import Connection
 from taskmachine.schema.types.enums import GoalStatus, TaskPriority, TaskStatus
-from taskmachine.schema.types.work import Goal, Project, Task, prefetch_extras
+from taskmachine.schema.types.work import Goal, Project, Task
 
 
 @strawberry.input
@@ -29,43 +30,6 @@ class TaskFilter:
     parent_id: strawberry.ID | None = None
     tag: str | None = None
     search: str | None = None
-
-
-def _task_query(wid: object, f: TaskFilter | None) -> sa.Select[m.Task]:
-    query = sa.select(m.Task).where(m.Task.workspace_id == wid)
-    if f is None:
-        return query
-    if f.status:
-        query = query.where(m.Task.status.in_(f.status))
-    if f.priority:
-        query = query.where(m.Task.priority.in_(f.priority))
-    if f.assignee_user_id:
-        query = query.where(
-            m.Task.assignee_user_id == need_id(f.assignee_user_id, "assigneeUserId")
-        )
-    if f.assignee_agent_id:
-        query = query.where(
-            m.Task.assignee_agent_id == need_id(f.assignee_agent_id, "assigneeAgentId")
-        )
-    if f.unassigned:
-        query = query.where(m.Task.assignee_user_id.is_(None), m.Task.assignee_agent_id.is_(None))
-    if f.project_id:
-        query = query.where(m.Task.project_id == need_id(f.project_id, "projectId"))
-    if f.goal_id:
-        query = query.where(m.Task.goal_id == need_id(f.goal_id, "goalId"))
-    if f.parent_id:
-        query = query.where(m.Task.parent_id == need_id(f.parent_id, "parentId"))
-    if f.tag:
-        query = query.where(
-            m.Task.id.in_(
-                sa.select(m.TaskTag.task_id).where(
-                    m.TaskTag.tag == validate.needle(f.tag, "tag").lower()
-                )
-            )
-        )
-    if f.search:
-        query = query.where(m.Task.title.ilike(f"%{validate.needle(f.search, 'search')}%"))
-    return query
 
 
 @strawberry.input
@@ -122,18 +86,7 @@ class Query:
         first: int | None = None,
         after: str | None = None,
     ) -> Connection[Task]:
-        wid = need_id(workspace_id, "workspaceId")
-        connection = await page(
-            info,
-            _task_query(wid, filter),
-            m.Task.id,
-            Task.of,
-            first=first,
-            after=after,
-            workspace_id=wid,
-        )
-        await prefetch_extras([edge.node for edge in connection.edges])
-        return connection
+        return await task_page(info, need_id(workspace_id, "workspaceId"), filter, first, after)
 
     @strawberry.field
     async def task(self, info: Info, id: strawberry.ID) -> Task:
