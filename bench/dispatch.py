@@ -24,6 +24,7 @@ The last line is one JSON object (the first database's figures; SQLite, the embe
 
     .venv/bin/python bench/dispatch.py [--samples 200] [--lines 150] [--runs 500]
         [--capacity 64] [--agents 4] [--backends sqlite,postgres]
+        [--phases dispatch,transcript,throughput]   (the floors always run)
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from taskmachine.daemon.config import MachineConfig, save_config
 from taskmachine.dispatcher.service import Dispatcher
 from taskmachine.domain import people
 from taskmachine.server import ServerOptions, create_app
+from taskmachine.server_cli import _tune_gc as tune_gc
 from taskmachine.settings import Settings
 from taskmachine.wire.topology import machine_username
 
@@ -72,6 +74,7 @@ TAMA = Path(sys.executable).with_name("tama")
 PG_ADMIN = os.environ.get("TASKMACHINE_BENCH_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 LOCAL = Settings()  # the local broker's addresses (defaults and TASKMACHINE_* overrides)
 BACKENDS = ("sqlite", "postgres")
+PHASES = ("dispatch", "transcript", "throughput")
 
 DISPATCH_MAX_MS, DISPATCH_P99_MS, DISPATCH_FLOOR_X = 30.0, 100.0, 3.0
 TRANSCRIPT_MAX_MS, TRANSCRIPT_P99_MS, TRANSCRIPT_FLOOR_X = 5.0, 25.0, 2.0
@@ -100,6 +103,8 @@ TRANSCRIPT = "subscription($r: ID!) { runTranscript(runId: $r) { seq events } }"
 def percentile(values: list[float], p: float) -> float:
     """Nearest rank: the smallest value with at least p% of values at or below it."""
     ordered = sorted(values)
+    if not ordered:
+        return math.nan  # a phase left out with --phases
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
@@ -110,7 +115,7 @@ class Timing:
 
     @property
     def p50(self) -> float:
-        return statistics.median(self.samples)
+        return statistics.median(self.samples) if self.samples else math.nan
 
     @property
     def p99(self) -> float:
@@ -121,6 +126,11 @@ class Timing:
             f"  {self.name:<44} p50 {self.p50:7.2f} ms   p99 {self.p99:7.2f} ms"
             f"   (n={len(self.samples)})"
         )
+
+
+def _figure(value: float, digits: int) -> float | None:
+    """Rounded for the JSON line; None for a phase left out (NaN is not JSON)."""
+    return None if math.isnan(value) else round(value, digits)
 
 
 def verdict(ok: bool) -> str:
@@ -154,6 +164,25 @@ class Marks:
                 return self.seen[run_id]
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the CLI of run {run_id} did not start within {within} s")
+            await asyncio.sleep(0.002)
+
+    def known(self) -> set[str]:
+        self.poll()
+        return set(self.seen)
+
+    async def first_new(self, known: set[str], within: float = 30.0) -> tuple[str, float]:
+        """The first CLI to start of a run not in `known` (taken before the request that starts
+        it: the CLI may run before the response is back). No database read on the way, so
+        watching does not compete with the server for its one SQLite connection."""
+        deadline = time.monotonic() + within
+        while True:
+            self.poll()
+            new = [(stamp, run_id) for run_id, stamp in self.seen.items() if run_id not in known]
+            if new:
+                stamp, run_id = min(new)
+                return run_id, stamp
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no CLI started within {within} s")
             await asyncio.sleep(0.002)
 
 
@@ -258,6 +287,7 @@ async def running_server(database_url: str, vhost: str, workdir: Path) -> AsyncI
         log_level="WARNING",
     )
     app = create_app(settings, ServerOptions(migrate_on_start=True, components=[Dispatcher()]))
+    tune_gc()  # as `taskmachine serve` does after create_app: the shipped default
     config = uvicorn.Config(app, log_config=None, lifespan="on", access_log=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -502,11 +532,13 @@ async def dispatch_latency(fleet: Fleet, samples: int, marks: Marks) -> tuple[Ti
     totals: list[float] = []
     stages: dict[str, list[float]] = {name: [] for name in STAGES}
     for i, task_id in enumerate(tasks):
+        known = marks.known()
         sent = time.time()
         await server.ok(ASSIGN, {"t": task_id, "a": fleet.agents[0]})
-        run = await recorded_run(server, task_id)
-        running = await marks.wait(str(run.id))
-        await wait_finished(server, task_id)
+        run_id, running = await marks.first_new(known)
+        run = await wait_finished(server, task_id)
+        if str(run.id) != run_id:
+            raise RuntimeError(f"the CLI that started ran {run_id}, not the run of {task_id}")
         if i < 10:
             continue  # warm-up
         totals.append((running - sent) * 1000)
@@ -527,8 +559,17 @@ async def dispatch_latency(fleet: Fleet, samples: int, marks: Marks) -> tuple[Ti
 # --- (c) transcript --------------------------------------------------------------------------
 
 
-async def transcript_latency(fleet: Fleet, lines: int, go_dir: Path, marks: Marks) -> Timing:
-    """The CLI prints a line with its clock in it; a runTranscript subscriber receives it."""
+def _process_cpu(pid: int) -> float:
+    """utime + stime of a process, in seconds (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def transcript_latency(
+    fleet: Fleet, lines: int, go_dir: Path, marks: Marks, daemon_pid: int
+) -> tuple[Timing, tuple[float, float]]:
+    """The CLI prints a line with its clock in it; a runTranscript subscriber receives it.
+    Also returns the CPU per line (ms) of this process (server and subscriber) and the daemon."""
     server = fleet.server
     (task_id,) = await create_tasks(fleet, 1, "BENCH-TRANSCRIPT")
     await server.ok(ASSIGN, {"t": task_id, "a": fleet.agents[0]})
@@ -545,6 +586,7 @@ async def transcript_latency(fleet: Fleet, lines: int, go_dir: Path, marks: Mark
         subscription = session.subscribe(request)
         # The init line first (stored or live): the subscription is listening from here on.
         await asyncio.wait_for(anext(subscription), 30)
+        cpu_here, cpu_daemon = time.process_time(), _process_cpu(daemon_pid)
         (go_dir / str(run.id)).write_text(str(lines))
         while len(samples) < lines:
             result = await asyncio.wait_for(anext(subscription), 30)
@@ -553,9 +595,12 @@ async def transcript_latency(fleet: Fleet, lines: int, go_dir: Path, marks: Mark
                 text = str(event.get("text", ""))
                 if text.startswith("mark "):
                     samples.append((got - float(text.split()[2])) * 1000)
+        cpu_here = (time.process_time() - cpu_here) * 1000 / lines
+        cpu_daemon = (_process_cpu(daemon_pid) - cpu_daemon) * 1000 / lines
         await subscription.aclose()
     await wait_finished(server, task_id)
-    return Timing("CLI line → runTranscript subscriber", samples[min(5, len(samples) // 4) :])
+    timing = Timing("CLI line → runTranscript subscriber", samples[min(5, len(samples) // 4) :])
+    return timing, (cpu_here, cpu_daemon)
 
 
 # --- (d) throughput --------------------------------------------------------------------------
@@ -646,6 +691,7 @@ class Result:
     dispatch: Timing
     stages: list[Timing]
     transcript: Timing
+    transcript_cpu: tuple[float, float]  # ms per line: this process, the daemon
     runs_per_s: float
     assign_per_s: float
     failed: int
@@ -669,13 +715,22 @@ async def bench_backend(backend: str, args: argparse.Namespace) -> Result:
             fleet = await make_fleet(server)
             creds = await connect_machine(server, fleet.workspace_id)
             users.append(machine_username(creds["machineId"]))
-            async with tama_daemon(creds, server, workdir, args.capacity, cli_env):
+            async with tama_daemon(creds, server, workdir, args.capacity, cli_env) as daemon:
                 await enable_runtime(fleet, args.agents, args.concurrency)
-                dispatch, stages = await dispatch_latency(fleet, args.samples, marks)
-                transcript = await transcript_latency(fleet, args.lines, go_dir, marks)
-                runs_per_s, assign_per_s, failed, gaps = await throughput(
-                    fleet, args.runs, args.parallel
-                )
+                dispatch, stages = Timing("assignTask → CLI running", []), []
+                if "dispatch" in args.phases:
+                    dispatch, stages = await dispatch_latency(fleet, args.samples, marks)
+                transcript = Timing("CLI line → runTranscript subscriber", [])
+                transcript_cpu = (math.nan, math.nan)
+                if "transcript" in args.phases:
+                    transcript, transcript_cpu = await transcript_latency(
+                        fleet, args.lines, go_dir, marks, daemon.pid
+                    )
+                runs_per_s, assign_per_s, failed, gaps = math.nan, math.nan, 0, []
+                if "throughput" in args.phases:
+                    runs_per_s, assign_per_s, failed, gaps = await throughput(
+                        fleet, args.runs, args.parallel
+                    )
         return Result(
             backend,
             hop,
@@ -683,6 +738,7 @@ async def bench_backend(backend: str, args: argparse.Namespace) -> Result:
             dispatch,
             stages,
             transcript,
+            transcript_cpu,
             runs_per_s,
             assign_per_s,
             failed,
@@ -698,43 +754,50 @@ def report(result: Result, args: argparse.Namespace) -> None:
     print("(a) floors, measured now on this broker")
     print(r.hop.line())
     print(r.floor.line())
-    print("(b) dispatch, one assignment at a time")
-    print(r.dispatch.line())
-    for stage in r.stages:
-        print(stage.line())
-    ok_b = (
-        r.dispatch.p50 <= DISPATCH_FLOOR_X * r.floor.p50
-        and r.dispatch.p50 < DISPATCH_MAX_MS
-        and r.dispatch.p99 < DISPATCH_P99_MS
-    )
-    print(
-        f"  target: p50 ≤ {DISPATCH_FLOOR_X:g}× floor ({DISPATCH_FLOOR_X * r.floor.p50:.2f} ms) and"
-        f" < {DISPATCH_MAX_MS:g} ms, p99 < {DISPATCH_P99_MS:g} ms: {verdict(ok_b)}"
-        f"   (p50 = {r.dispatch.p50 / r.floor.p50:.1f}× floor; peer ≈ {PEER_DISPATCH_MS:g} ms)"
-    )
-    print("(c) transcript, one line every 60 ms")
-    print(r.transcript.line())
-    ok_c = (
-        r.transcript.p50 <= TRANSCRIPT_FLOOR_X * r.hop.p50
-        and r.transcript.p50 < TRANSCRIPT_MAX_MS
-        and r.transcript.p99 < TRANSCRIPT_P99_MS
-    )
-    print(
-        f"  target: p50 ≤ {TRANSCRIPT_FLOOR_X:g}× one hop ({TRANSCRIPT_FLOOR_X * r.hop.p50:.2f} ms)"
-        f" and < {TRANSCRIPT_MAX_MS:g} ms, p99 < {TRANSCRIPT_P99_MS:g} ms: {verdict(ok_c)}"
-        f"   (p50 = {r.transcript.p50 / r.hop.p50:.1f}× one hop; peer ≈ {PEER_TRANSCRIPT_MS:g} ms)"
-    )
-    print(
-        f"(d) throughput: {args.runs} no-op runs, {args.agents} agents × concurrency"
-        f" {args.concurrency}, machine max_concurrency {args.capacity}, {args.parallel} clients"
-    )
-    print(
-        f"  {r.runs_per_s:.0f} runs/s end to end (assignments accepted at {r.assign_per_s:.0f}/s),"
-        f" {r.failed} failed; target ≥ {TARGET_RUNS_PER_S:g}:"
-        f" {verdict(r.runs_per_s >= TARGET_RUNS_PER_S and not r.failed)}"
-    )
-    for gap in r.gaps:
-        print(gap.line())
+    if "dispatch" in args.phases:
+        print("(b) dispatch, one assignment at a time")
+        print(r.dispatch.line())
+        for stage in r.stages:
+            print(stage.line())
+        ok_b = (
+            r.dispatch.p50 <= DISPATCH_FLOOR_X * r.floor.p50
+            and r.dispatch.p50 < DISPATCH_MAX_MS
+            and r.dispatch.p99 < DISPATCH_P99_MS
+        )
+        print(
+            f"  target: p50 ≤ {DISPATCH_FLOOR_X:g}× floor ({DISPATCH_FLOOR_X * r.floor.p50:.2f} ms) and"
+            f" < {DISPATCH_MAX_MS:g} ms, p99 < {DISPATCH_P99_MS:g} ms: {verdict(ok_b)}"
+            f"   (p50 = {r.dispatch.p50 / r.floor.p50:.1f}× floor; peer ≈ {PEER_DISPATCH_MS:g} ms)"
+        )
+    if "transcript" in args.phases:
+        print("(c) transcript, one line every 60 ms")
+        print(r.transcript.line())
+        print(
+            f"  CPU per line: {r.transcript_cpu[0]:.2f} ms here (server + subscriber),"
+            f" {r.transcript_cpu[1]:.2f} ms in the daemon"
+        )
+        ok_c = (
+            r.transcript.p50 <= TRANSCRIPT_FLOOR_X * r.hop.p50
+            and r.transcript.p50 < TRANSCRIPT_MAX_MS
+            and r.transcript.p99 < TRANSCRIPT_P99_MS
+        )
+        print(
+            f"  target: p50 ≤ {TRANSCRIPT_FLOOR_X:g}× one hop ({TRANSCRIPT_FLOOR_X * r.hop.p50:.2f} ms)"
+            f" and < {TRANSCRIPT_MAX_MS:g} ms, p99 < {TRANSCRIPT_P99_MS:g} ms: {verdict(ok_c)}"
+            f"   (p50 = {r.transcript.p50 / r.hop.p50:.1f}× one hop; peer ≈ {PEER_TRANSCRIPT_MS:g} ms)"
+        )
+    if "throughput" in args.phases:
+        print(
+            f"(d) throughput: {args.runs} no-op runs, {args.agents} agents × concurrency"
+            f" {args.concurrency}, machine max_concurrency {args.capacity}, {args.parallel} clients"
+        )
+        print(
+            f"  {r.runs_per_s:.0f} runs/s end to end (assignments accepted at {r.assign_per_s:.0f}/s),"
+            f" {r.failed} failed; target ≥ {TARGET_RUNS_PER_S:g}:"
+            f" {verdict(r.runs_per_s >= TARGET_RUNS_PER_S and not r.failed)}"
+        )
+        for gap in r.gaps:
+            print(gap.line())
 
 
 async def main(argv: list[str]) -> int:
@@ -747,7 +810,13 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=64, help="each agent's limit")
     parser.add_argument("--parallel", type=int, default=16, help="clients assigning at once")
     parser.add_argument("--backends", default="sqlite", help="sqlite,postgres")
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help="which of dispatch,transcript,throughput to run"
+    )
     args = parser.parse_args(argv)
+    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    if any(p not in PHASES for p in args.phases):
+        parser.error(f"--phases takes {', '.join(PHASES)} (the floors always run)")
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if not backends or any(b not in BACKENDS for b in backends):
         parser.error(f"--backends takes {', '.join(BACKENDS)}")
@@ -768,13 +837,15 @@ async def main(argv: list[str]) -> int:
     print(
         json.dumps(
             {
-                "hop_p50_ms": round(first.hop.p50, 3),
-                "floor_p50_ms": round(first.floor.p50, 3),
-                "dispatch_p50_ms": round(first.dispatch.p50, 3),
-                "dispatch_p99_ms": round(first.dispatch.p99, 3),
-                "transcript_p50_ms": round(first.transcript.p50, 3),
-                "transcript_p99_ms": round(first.transcript.p99, 3),
-                "runs_per_s": round(first.runs_per_s, 1),
+                "hop_p50_ms": _figure(first.hop.p50, 3),
+                "floor_p50_ms": _figure(first.floor.p50, 3),
+                "dispatch_p50_ms": _figure(first.dispatch.p50, 3),
+                "dispatch_p99_ms": _figure(first.dispatch.p99, 3),
+                "transcript_p50_ms": _figure(first.transcript.p50, 3),
+                "transcript_p99_ms": _figure(first.transcript.p99, 3),
+                "transcript_cpu_ms_per_line": _figure(first.transcript_cpu[0], 3),
+                "daemon_cpu_ms_per_line": _figure(first.transcript_cpu[1], 3),
+                "runs_per_s": _figure(first.runs_per_s, 1),
                 "database": first.backend,
             }
         )

@@ -4,8 +4,10 @@ Everything runs here, on loopback, in a throw-away RabbitMQ vhost that is delete
 together with every machine user this run created:
 
 1. Floor: N machine users (made as the server makes them) publish, each as itself, the real
-   heartbeat of a machine with claude and codex installed, round-robin, at rising rates. A bare
-   consumer on tama.server.events (the server's prefetch, one ack per message, nothing parsed or
+   heartbeats of a machine with claude and codex installed, round-robin, at rising rates: the
+   runtime list (2.5 KB) in the beats where `tama daemon` sends it (its first, then one in six:
+   once a minute at the 10 s interval), its digest (0.3 KB) in the others. A bare consumer on
+   tama.server.heartbeats (the server's prefetch, one multiple-ack per batch, nothing parsed or
    written) says what the broker, this load and one AMQP consumer move with no database.
 2. For each database (SQLite, the embedded default, then PostgreSQL): a real `taskmachine serve`
    process, N machines connected through the approval flow, and the same rates again. Each step
@@ -59,6 +61,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskmachine.daemon.detect import RuntimeDetector
 from taskmachine.dispatcher.broker_admin import BrokerAdmin
+from taskmachine.dispatcher.service import HEARTBEAT_PREFETCH_BATCHES
 from taskmachine.settings import Settings
 from taskmachine.wire import topology
 from taskmachine.wire.messages import RuntimeReport
@@ -237,7 +240,7 @@ async def throwaway_vhost(problems: list[str]) -> AsyncIterator[str]:
 
 
 class EventsQueue:
-    """tama.server.events seen from the admin side: its backlog, and a purge between phases."""
+    """tama.server.heartbeats seen from the admin side: its backlog, and a purge between phases."""
 
     def __init__(self, vhost: str) -> None:
         self.url = admin_amqp_url(vhost)
@@ -250,11 +253,11 @@ class EventsQueue:
         await topology.declare_server_topology(self.channel)
 
     async def ready(self) -> int:
-        queue = await self.channel.declare_queue(topology.SERVER_EVENTS_QUEUE, passive=True)
+        queue = await self.channel.declare_queue(topology.SERVER_HEARTBEATS_QUEUE, passive=True)
         return int(queue.declaration_result.message_count or 0)
 
     async def purge(self) -> None:
-        queue = await self.channel.declare_queue(topology.SERVER_EVENTS_QUEUE, passive=True)
+        queue = await self.channel.declare_queue(topology.SERVER_HEARTBEATS_QUEUE, passive=True)
         await queue.purge()
 
     async def close(self) -> None:
@@ -915,7 +918,13 @@ async def bench_floor(
     )
     machines = await bare_machines(vhost, args.machines, made, queue)
     consumer = await LoadProcess.start(
-        "consume", {"amqp_url": admin_amqp_url(vhost), "prefetch": 2 * args.batch_size}
+        "consume",
+        {
+            "amqp_url": admin_amqp_url(vhost),
+            "prefetch": HEARTBEAT_PREFETCH_BATCHES * args.batch_size,
+            "batch": args.batch_size,
+            "batch_seconds": args.batch_seconds,
+        },
     )
     try:
         publishers = await Publishers.start(machines, runtimes, args.publishers)
@@ -1129,9 +1138,12 @@ async def main(argv: list[str]) -> int:
             parser.error(f"--setting {item!r}: NAME=VALUE with NAME a server setting")
         overrides[f"TASKMACHINE_{name.upper()}"] = value
     args.server_env = overrides
-    # The server's prefetch is twice its batch size; the floor consumer takes the same.
+    # The floor consumer takes the server's prefetch and acks as often.
     args.batch_size = int(
         overrides.get("TASKMACHINE_HEARTBEAT_BATCH_SIZE", LOCAL.heartbeat_batch_size)
+    )
+    args.batch_seconds = float(
+        overrides.get("TASKMACHINE_HEARTBEAT_BATCH_SECONDS", LOCAL.heartbeat_batch_seconds)
     )
     backends = args.backends.split(",")
     if unknown := [b for b in backends if b not in BACKENDS]:

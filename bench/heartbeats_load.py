@@ -1,9 +1,12 @@
 """Load processes for bench/heartbeats.py, driven over stdin/stdout one line at a time.
 
     publish   open one AMQP connection per machine, as that machine's own broker user, and
-              publish heartbeats on tama.events round-robin over the machines at the rate set
-    consume   the floor: consume tama.server.events as the server does (same prefetch, one ack
-              per message) but parse nothing and write nothing
+              publish heartbeats on tama.events round-robin over the machines at the rate set,
+              with the runtime list in the beats where `tama daemon` sends it (its first, then
+              one in every RUNTIMES_REFRESH_SECONDS / heartbeat interval = 6) and only its
+              digest in the others
+    consume   the floor: consume tama.server.heartbeats as the server does (same prefetch, one
+              ack per batch) but parse nothing and write nothing
 
 The first stdin line is a JSON object (the job); then commands, one per line:
 `rate <per second>` (publish only), `count` (answers the messages so far), `stop` (answers the
@@ -24,10 +27,12 @@ from typing import Any
 import aiormq
 from aiormq.abc import DeliveredMessage
 
-from taskmachine.wire.messages import Heartbeat, RuntimeReport
+from taskmachine.daemon.config import MachineConfig
+from taskmachine.daemon.heartbeat import RUNTIMES_REFRESH_SECONDS
+from taskmachine.wire.messages import Heartbeat, RuntimeReport, runtimes_digest
 from taskmachine.wire.topology import (
     EVENTS_EXCHANGE,
-    SERVER_EVENTS_QUEUE,
+    SERVER_HEARTBEATS_QUEUE,
     heartbeat_routing_key,
     machine_username,
 )
@@ -36,6 +41,10 @@ TICK_SECONDS = 0.005
 # Placeholders rendered into the JSON once per machine, replaced per message (cheap and exact).
 _SENT_AT = datetime(2001, 2, 3, 4, 5, 6, 789000, tzinfo=UTC)
 _SEQ = 918273645
+# A daemon with the default interval sends its runtime list in one beat of this many.
+LIST_EVERY = round(
+    RUNTIMES_REFRESH_SECONDS / MachineConfig.model_fields["heartbeat_interval_seconds"].default
+)
 
 
 @dataclass
@@ -44,18 +53,23 @@ class _Machine:
     channel: aiormq.abc.AbstractChannel
     routing_key: str
     properties: aiormq.spec.Basic.Properties
-    head: bytes
-    middle: bytes
-    tail: bytes
+    listed: tuple[bytes, bytes, bytes]
+    unlisted: tuple[bytes, bytes, bytes]
+    # Machines send their lists at different beats, as a fleet's daemons would.
+    phase: int
     seq: int = 0
 
     def body(self) -> bytes:
         self.seq += 1
+        with_list = self.seq == 1 or (self.seq + self.phase) % LIST_EVERY == 0
+        head, middle, tail = self.listed if with_list else self.unlisted
         sent_at = datetime.now(UTC).isoformat().replace("+00:00", "Z").encode()
-        return self.head + sent_at + self.middle + str(self.seq).encode() + self.tail
+        return head + sent_at + middle + str(self.seq).encode() + tail
 
 
-def _template(machine_id: str, runtimes: list[RuntimeReport]) -> tuple[bytes, bytes, bytes]:
+def _template(
+    machine_id: str, runtimes: list[RuntimeReport], *, listed: bool
+) -> tuple[bytes, bytes, bytes]:
     body = Heartbeat(
         machine_id=uuid.UUID(machine_id),
         sent_at=_SENT_AT,
@@ -63,7 +77,8 @@ def _template(machine_id: str, runtimes: list[RuntimeReport]) -> tuple[bytes, by
         cli_version="0.1.0",
         execution_root="/home/dev/.taskmachine/work",
         capacity=4,
-        runtimes=runtimes,
+        runtimes=runtimes if listed else None,
+        runtimes_digest=runtimes_digest(runtimes),
     ).to_body()
     stamp = _SENT_AT.isoformat().replace("+00:00", "Z").encode()
     if body.count(stamp) != 1 or body.count(str(_SEQ).encode()) != 1:
@@ -73,12 +88,13 @@ def _template(machine_id: str, runtimes: list[RuntimeReport]) -> tuple[bytes, by
     return head, middle, tail
 
 
-async def _open_machine(spec: dict[str, str], runtimes: list[RuntimeReport]) -> _Machine:
+async def _open_machine(
+    spec: dict[str, str], runtimes: list[RuntimeReport], index: int
+) -> _Machine:
     connection = await aiormq.connect(spec["amqp_url"])
     # No publisher confirms (the daemon waits for one per heartbeat): what is measured is the
     # server's side, and confirms would double the load generator's CPU on a shared box.
     channel = await connection.channel(publisher_confirms=False)
-    head, middle, tail = _template(spec["id"], runtimes)
     return _Machine(
         connection=connection,
         channel=channel,
@@ -86,9 +102,9 @@ async def _open_machine(spec: dict[str, str], runtimes: list[RuntimeReport]) -> 
         properties=aiormq.spec.Basic.Properties(
             user_id=machine_username(spec["id"]), content_type="application/json"
         ),
-        head=head,
-        middle=middle,
-        tail=tail,
+        listed=_template(spec["id"], runtimes, listed=True),
+        unlisted=_template(spec["id"], runtimes, listed=False),
+        phase=index % LIST_EVERY,
     )
 
 
@@ -133,26 +149,49 @@ class Publisher:
 
 
 class Consumer:
-    def __init__(self, url: str, prefetch: int) -> None:
+    """Takes heartbeats as the server does (a plain aiormq callback, one multiple-ack per batch
+    or per batch interval), with nothing parsed or written."""
+
+    def __init__(self, url: str, prefetch: int, batch: int, batch_seconds: float) -> None:
         self.url = url
         self.prefetch = prefetch
+        self.batch = batch
+        self.batch_seconds = batch_seconds
         self.consumed = 0
         self.connection: aiormq.abc.AbstractConnection | None = None
+        self._channel: aiormq.abc.AbstractChannel | None = None
+        self._last_tag = 0
+        self._acked_tag = 0
+        self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.connection = await aiormq.connect(self.url)
-        channel = await self.connection.channel()
+        channel = self._channel = await self.connection.channel()
         await channel.basic_qos(prefetch_count=self.prefetch)
 
         async def on_message(message: DeliveredMessage) -> None:
-            # One ack per message, as the server acknowledges after its batch commits.
             assert message.delivery_tag is not None
-            await message.channel.basic_ack(message.delivery_tag)
+            self._last_tag = message.delivery_tag
             self.consumed += 1
+            if self._last_tag - self._acked_tag >= self.batch:
+                await self._ack()
 
-        await channel.basic_consume(SERVER_EVENTS_QUEUE, on_message)
+        await channel.basic_consume(SERVER_HEARTBEATS_QUEUE, on_message)
+        self._ticker = asyncio.create_task(self._tick())
+
+    async def _ack(self) -> None:
+        if self._channel is not None and self._last_tag > self._acked_tag:
+            self._acked_tag = self._last_tag
+            await self._channel.basic_ack(self._acked_tag, multiple=True)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.batch_seconds)
+            await self._ack()
 
     async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
         if self.connection is not None:
             await self.connection.close()
 
@@ -171,7 +210,9 @@ def _answer(value: object) -> None:
 
 async def publish(job: dict[str, Any], commands: asyncio.StreamReader) -> None:
     runtimes = [RuntimeReport.model_validate(r) for r in job["runtimes"]]
-    machines = await asyncio.gather(*(_open_machine(m, runtimes) for m in job["machines"]))
+    machines = await asyncio.gather(
+        *(_open_machine(m, runtimes, i) for i, m in enumerate(job["machines"]))
+    )
     publisher = Publisher(list(machines))
     runner = asyncio.create_task(publisher.run())
     _answer({"ready": len(machines)})
@@ -193,7 +234,9 @@ async def publish(job: dict[str, Any], commands: asyncio.StreamReader) -> None:
 
 
 async def consume(job: dict[str, Any], commands: asyncio.StreamReader) -> None:
-    consumer = Consumer(job["amqp_url"], int(job["prefetch"]))
+    consumer = Consumer(
+        job["amqp_url"], int(job["prefetch"]), int(job["batch"]), float(job["batch_seconds"])
+    )
     await consumer.start()
     _answer({"ready": 1})
     try:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_
 
 from taskmachine.settings import Settings
 
@@ -33,7 +34,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
 def _sqlite_begin(connection: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
     # instead of one failing with "database is locked" when it upgrades a read transaction.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Sent straight to aiosqlite: one trip to its thread, where a cursor through SQLAlchemy's
+    # adapter takes three (cursor, execute, close), and every transaction begins here.
+    driver = connection.connection.driver_connection
+    await_(driver.execute("BEGIN IMMEDIATE"))
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

@@ -2,9 +2,10 @@
 
 Domain code calls `taskmachine.domain.events.emit` inside a transaction; the events ride on the
 session and are handed to the hub from SQLAlchemy's after_commit hook, so nothing is published
-for a change that rolled back. With a broker, every server process publishes to the `tama.live`
-topic exchange and consumes its own exclusive queue, so any process can serve any subscription;
-without one, events fan out inside this process.
+for a change that rolled back. This process's own subscribers get an event right there, in commit
+order, without waiting for a broker round trip. With a broker, the event is also published to the
+`tama.live` topic exchange, stamped with this hub's origin id, and every process consumes its own
+exclusive queue, so any process can serve any subscription; a hub skips its own echo.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,6 +40,8 @@ class LiveHub:
         self._connection: AbstractRobustConnection | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._pump: asyncio.Task[None] | None = None
+        # Stamped on what this hub publishes, so it can skip its own events coming back.
+        self.origin = uuid.uuid4().hex
         # In-process workers woken after a commit that concerns them ("dispatch", "relay"…).
         self.kicks: dict[str, asyncio.Event] = {}
 
@@ -46,14 +50,16 @@ class LiveHub:
     async def start(self, amqp_url: str | None) -> None:
         if amqp_url:
             self._connection = await aio_pika.connect_robust(amqp_url)
-            channel = await self._connection.channel()
+            # No publisher confirms: a live event is a hint (the database has the truth), and
+            # waiting for each confirm would put a round trip between consecutive events.
+            channel = await self._connection.channel(publisher_confirms=False)
             self._exchange = await channel.declare_exchange(
                 LIVE_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
             )
             queue = await channel.declare_queue(exclusive=True, auto_delete=True)
             await queue.bind(self._exchange, routing_key="#")
             await queue.consume(self._on_message, no_ack=True)
-        self._pump = asyncio.create_task(self._run_pump(), name="live-pump")
+            self._pump = asyncio.create_task(self._run_pump(), name="live-pump")
 
     async def stop(self) -> None:
         if self._pump is not None:
@@ -67,8 +73,10 @@ class LiveHub:
         """Publish what a session collected once its transaction commits; drop it on rollback."""
 
         def after_commit(session: Session) -> None:
-            for item in session.info.pop(PENDING_KEY, []):
-                self._outgoing.put_nowait(item)
+            for topic, payload in session.info.pop(PENDING_KEY, []):
+                self._deliver(topic, payload)
+                if self._exchange is not None:
+                    self._outgoing.put_nowait((topic, payload))
             for name in session.info.pop(KICK_KEY, ()):
                 self.kick(name)
 
@@ -88,22 +96,24 @@ class LiveHub:
     # -- publishing ------------------------------------------------------------------------
 
     async def _run_pump(self) -> None:
-        # One pump keeps events in commit order.
+        # One pump keeps events in commit order for the other processes.
         while True:
             topic, payload = await self._outgoing.get()
+            exchange = self._exchange
+            if exchange is None:
+                continue
             try:
-                if self._exchange is None:
-                    self._deliver(topic, payload)
-                else:
-                    await self._exchange.publish(
-                        aio_pika.Message(json.dumps(payload).encode()),
-                        routing_key=topic,
-                        timeout=5,
-                    )
+                await exchange.publish(
+                    aio_pika.Message(json.dumps(payload).encode(), app_id=self.origin),
+                    routing_key=topic,
+                    timeout=5,
+                )
             except Exception:  # a lost live event must not stop the pump; the DB has the truth
                 log.exception("live event not published", extra={"topic": topic})
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if message.app_id == self.origin:
+            return  # delivered here at commit already
         try:
             payload = json.loads(message.body)
         except ValueError:

@@ -82,9 +82,12 @@ class Settings(BaseSettings):
 
     # How often the sweeper looks for stale machines, stale runtimes and outdated daemons.
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
-    # Heartbeat ingest: write a batch when it has this many messages or is this old.
+    # Heartbeat ingest: write a batch when it has this many messages or is this old. Few, full
+    # batches: on SQLite each one holds the only connection, which the API's requests wait for.
     heartbeat_batch_size: int = Field(default=500, gt=0)
-    heartbeat_batch_seconds: float = Field(default=0.05, gt=0)
+    heartbeat_batch_seconds: float = Field(default=0.25, gt=0)
+    # On SQLite, machines per transaction within a batch (the API waits for the one connection).
+    heartbeat_sqlite_transaction_size: int = Field(default=100, gt=0)
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -1,4 +1,5 @@
-"""The control consumer: what the server tells this one machine (update, cancel a run).
+"""The control consumer: what the server tells this one machine (update, cancel a run, the
+answer to a claim).
 
 Each message is acknowledged once it is accepted, before acting on it: an update ends with this
 process exiting, and a message left unacknowledged would be redelivered to the new version and
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from aio_pika.abc import AbstractIncomingMessage
 
 from taskmachine.daemon.executor import Executor
-from taskmachine.wire.control import CancelRun, UpdateRequest, parse_control
+from taskmachine.wire.control import CancelRun, ClaimAnswer, UpdateRequest, parse_control
 from taskmachine.wire.errors import WireError
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,9 @@ class ControlConsumer:
             await message.reject(requeue=False)
             return
         await message.ack()
-        if isinstance(request, UpdateRequest):
+        if isinstance(request, ClaimAnswer):
+            self._executor.claim_answered(request)
+        elif isinstance(request, UpdateRequest):
             log.info("update requested: %s", request.target_version or "newest release")
             await self._on_update(request)
         elif isinstance(request, CancelRun):

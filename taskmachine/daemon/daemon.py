@@ -56,15 +56,11 @@ class ConnectedExecutor(Protocol):
 
 
 def _run_executor(cfg: MachineConfig) -> Executor:
-    """The real executor: claims go through the machine's own (refreshing) credentials."""
-    from taskmachine.daemon.api import ApiClient
-    from taskmachine.daemon.config import config_path
-    from taskmachine.daemon.credentials import MachineCredentials
-    from taskmachine.daemon.executor import HttpClaimer, RunExecutor
+    """The real executor: claims go over the broker, as this machine."""
+    from taskmachine.daemon.executor import BrokerClaimer, RunExecutor
 
     assert cfg.machine_id is not None
-    credentials = MachineCredentials(cfg, ApiClient(cfg.api_url), config_file=config_path())
-    return RunExecutor(cfg, cfg.machine_id, HttpClaimer(credentials))
+    return RunExecutor(cfg, cfg.machine_id, BrokerClaimer(str(cfg.machine_id)))
 
 
 @dataclass

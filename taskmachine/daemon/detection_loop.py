@@ -2,7 +2,8 @@
 
 Every cycle asks the one `RuntimeDetector` of the daemon again; when nothing changed on disk it
 only stats the tools, so refreshing each heartbeat interval is cheap. The heartbeat reads
-`latest`, whatever the most recent finished detection found.
+`latest`, whatever the most recent finished detection found, and `latest_digest`, the digest a
+heartbeat sends instead of an unchanged list.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 
 from taskmachine.daemon.detect import RuntimeDetector
 from taskmachine.daemon.waits import jittered
-from taskmachine.wire.messages import RuntimeReport
+from taskmachine.wire.messages import RuntimeReport, runtimes_digest
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class DetectionLoop:
         self._detector = detector
         self._interval = interval
         self.latest: list[RuntimeReport] | None = None
+        self.latest_digest: str | None = None
         self.first_done = asyncio.Event()
 
     async def detect_once(self) -> list[RuntimeReport]:
@@ -32,6 +34,7 @@ class DetectionLoop:
                 for r in reports
             )
             log.info("runtimes: %s", summary)
+            self.latest_digest = runtimes_digest(reports)
         self.latest = reports
         self.first_done.set()
         return reports

@@ -5,12 +5,18 @@ out); a beat never waits for detection (it sends the latest result) nor for a co
 there is none the beat is skipped: a late heartbeat is worth nothing). Each publish has a timeout
 below the interval, so a blocked broker (memory alarm) cannot push the next beat back either.
 `nudge()` sends the next beat now: after (re)connecting, and when the update status changes.
+
+The runtime list (2 KB with the models of two CLIs) goes only in beats where it is news: when it
+changed since the last list the broker confirmed, in the first beat after (re)connecting or a
+nudge, and at least every RUNTIMES_REFRESH_SECONDS (so a server that missed one, or lost its
+database, has it again soon). Every other beat carries only the list's digest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,7 +27,7 @@ from taskmachine.daemon.broker import BrokerSession
 from taskmachine.daemon.detection_loop import DetectionLoop
 from taskmachine.daemon.executor import Executor
 from taskmachine.daemon.waits import jittered, wait_for_event
-from taskmachine.wire.messages import Heartbeat
+from taskmachine.wire.messages import Heartbeat, runtimes_digest
 from taskmachine.wire.topology import heartbeat_routing_key
 
 log = logging.getLogger(__name__)
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 _PUBLISH_SHARE = 0.8
 _MAX_PUBLISH_SECONDS = 5.0
 _STATUS_LIMIT = 64
+# The longest a daemon goes without sending its full runtime list.
+RUNTIMES_REFRESH_SECONDS = 60.0
 
 
 def short_status(text: str) -> str:
@@ -50,6 +58,7 @@ class HeartbeatLoop:
         executor: Executor,
         cli_version: str = __version__,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        runtimes_refresh: float = RUNTIMES_REFRESH_SECONDS,
     ) -> None:
         self._machine_id = machine_id
         self._routing_key = heartbeat_routing_key(str(machine_id))
@@ -61,6 +70,10 @@ class HeartbeatLoop:
         self._cli_version = cli_version
         self._clock = clock
         self._seq = 0
+        self._runtimes_refresh = runtimes_refresh
+        # The digest of the last runtime list the broker confirmed, and when (monotonic).
+        self._listed_digest: str | None = None
+        self._listed_at = 0.0
         self._nudged = asyncio.Event()
         self._send_lock = asyncio.Lock()
         self.update_status: str | None = None
@@ -72,9 +85,21 @@ class HeartbeatLoop:
         self.nudge()
 
     def nudge(self) -> None:
+        # A nudged beat (after a reconnect, say) carries the full list.
+        self._listed_digest = None
         self._nudged.set()
 
     def build(self) -> Heartbeat:
+        runtimes = list(self._detection.latest or [])
+        digest = (
+            self._detection.latest_digest
+            if self._detection.latest is not None and self._detection.latest_digest is not None
+            else runtimes_digest(runtimes)
+        )
+        listed = (
+            digest == self._listed_digest
+            and time.monotonic() - self._listed_at < self._runtimes_refresh
+        )
         beat = Heartbeat(
             machine_id=self._machine_id,
             sent_at=self._clock(),
@@ -83,7 +108,8 @@ class HeartbeatLoop:
             execution_root=self._execution_root,
             capacity=self._executor.capacity,
             active_runs=self._executor.active_runs(),
-            runtimes=list(self._detection.latest or []),
+            runtimes=None if listed else runtimes,
+            runtimes_digest=digest,
             update_status=self.update_status,
         )
         self._seq += 1
@@ -101,6 +127,8 @@ class HeartbeatLoop:
             )
             if sent:
                 self.sent += 1
+                if beat.runtimes is not None:
+                    self._listed_digest, self._listed_at = beat.runtimes_digest, time.monotonic()
             return sent
 
     async def run(self) -> None:

@@ -1,4 +1,5 @@
-"""Consume `tama.server.events`: the run events machines publish (claims, output, start, finish).
+"""Consume a queue of run events machines publish: `tama.server.events` (start, output, finish)
+or `tama.server.claims` (claims).
 
 The sender is trusted by the broker-validated `user_id` property only: an event without one, or
 whose routing key names another machine, is dead-lettered, as is a kind nobody handles. Each

@@ -3,10 +3,16 @@
 A burst of thousands of heartbeats becomes a handful of bulk statements, so ingest does not
 starve the API of the database. The server's clock stamps `last_heartbeat_at` (a machine's clock
 may be wrong); a runtime no longer reported drops off; new runtimes start disabled.
+
+Most heartbeats carry only the digest of their runtime list (see `Heartbeat.runtimes`): when it
+is the digest stored with the machine, the runtime rows stand as they are; when it is not (the
+list it stands for never got here), they stand too, until the daemon's next full list, which it
+sends at least once a minute.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -19,6 +25,8 @@ from taskmachine.domain.events import emit, machines_topic
 from taskmachine.models import Machine, MachineStatus, MachineWorkspace, Run, RunStatus, Runtime
 from taskmachine.wire.messages import Heartbeat, RuntimeReport
 
+log = logging.getLogger("taskmachine.ingest")
+
 # The columns a heartbeat reports, as read back to compare with it.
 _MACHINE_FIELDS = (
     Machine.cli_version,
@@ -26,6 +34,7 @@ _MACHINE_FIELDS = (
     Machine.capacity,
     Machine.active_runs,
     Machine.update_status,
+    Machine.runtimes_digest,
 )
 _RUNTIME_FIELDS = (
     Runtime.provider,
@@ -37,11 +46,22 @@ _RUNTIME_FIELDS = (
 
 
 def latest_per_machine(heartbeats: Iterable[Heartbeat]) -> dict[uuid.UUID, Heartbeat]:
+    """The newest heartbeat of each machine; one that only names its runtimes' digest takes the
+    list from an older heartbeat of the same batch that carried it (else it would be lost)."""
     latest: dict[uuid.UUID, Heartbeat] = {}
+    lists: dict[uuid.UUID, Heartbeat] = {}
     for beat in heartbeats:
         seen = latest.get(beat.machine_id)
         if seen is None or (beat.sent_at, beat.seq) >= (seen.sent_at, seen.seq):
             latest[beat.machine_id] = beat
+        if beat.runtimes is not None:
+            listed = lists.get(beat.machine_id)
+            if listed is None or (beat.sent_at, beat.seq) >= (listed.sent_at, listed.seq):
+                lists[beat.machine_id] = beat
+    for machine_id, listed in lists.items():
+        beat = latest[machine_id]
+        if beat.runtimes is None and beat.runtimes_digest == listed.runtimes_digest:
+            latest[machine_id] = beat.model_copy(update={"runtimes": listed.runtimes})
     return latest
 
 
@@ -101,15 +121,23 @@ async def apply_heartbeats(
             and machine.last_heartbeat_at is not None
             and machine.last_heartbeat_at >= stale_before
         )
-        fields = {
+        fields: dict[str, Any] = {
             "cli_version": beat.cli_version,
             "execution_root": beat.execution_root,
             "capacity": beat.capacity,
             "active_runs": len(beat.active_runs),
             "update_status": beat.update_status,
         }
+        if beat.runtimes is not None:
+            fields["runtimes_digest"] = beat.runtimes_digest
+        elif beat.runtimes_digest != machine.runtimes_digest:
+            # Not the list stored: the rows stand until the daemon sends its list again.
+            log.info(
+                "heartbeat names a runtime list this server does not have",
+                extra={"machine_id": str(machine_id)},
+            )
         differs = {k for k, v in fields.items() if getattr(machine, k) != v}
-        if not was_online or differs - {"active_runs"}:
+        if not was_online or differs - {"active_runs", "runtimes_digest"}:
             changed.add(machine_id)
         if differs:
             machine_rows.append(
@@ -134,7 +162,17 @@ async def apply_heartbeats(
             .execution_options(synchronize_session=False)
         )
     applied = {machine_id: beat for machine_id, beat in latest.items() if machine_id in machines}
-    changed |= await _apply_runtimes(session, applied, now)
+    # A list is compared with the rows only when its digest is not the one stored (or there is
+    # none: an older daemon). The usual beat touches no runtime row at all, so `last_reported_at`
+    # is when the list was last written, not the last heartbeat (that is the machine's).
+    listed = {
+        m: beat
+        for m, beat in applied.items()
+        if beat.runtimes is not None
+        and (beat.runtimes_digest is None or beat.runtimes_digest != machines[m].runtimes_digest)
+    }
+    if listed:
+        changed |= await _apply_runtimes(session, listed, now)
     await _renew_leases(session, applied, now, lease)
     if changed:
         links = (
@@ -169,7 +207,7 @@ async def _apply_runtimes(
     same: list[uuid.UUID] = []
     reported: set[tuple[uuid.UUID, str]] = set()
     for machine_id, beat in beats.items():
-        for report in beat.runtimes:
+        for report in beat.runtimes or ():
             key = (machine_id, report.name)
             if key in reported:
                 continue  # a tool named twice: the first report wins

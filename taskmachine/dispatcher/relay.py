@@ -59,36 +59,83 @@ class Relay:
         self.hub = hub
         self.metrics = metrics
         self._task: asyncio.Task[None] | None = None
+        # One sender at a time: the loop and the scheduler's direct send never publish a row
+        # twice in this process (a row is marked before the lock is let go).
+        self._lock = asyncio.Lock()
+        self._marked: set[uuid.UUID] = set()
 
     async def relay_once(self) -> int:
         """Read what is pending, publish it with no transaction open (a confirm takes a broker
         round trip; on SQLite the one connection must not wait on it), then mark it sent."""
-        ready, dropped = await self._pending()
+        async with self._lock:
+            ready, dropped = await self._pending()
+            return await self._send(ready, dropped)
+
+    async def send_dispatched(self, dispatched: list[tuple[OutboxMessage, Run]]) -> int:
+        """Publish jobs the scheduler has just committed, from memory: no read back, and no
+        wait for the relay's turn. Rows it cannot send stay pending for the loop."""
+        async with self._lock:
+            ready = [
+                self._item(row, self._token(row.body, run))
+                for row, run in dispatched
+                if row.id not in self._marked  # the loop's timer may have been quicker
+            ]
+            return await self._send(ready, [])
+
+    def _token(self, body: bytes, run: Run) -> bytes:
+        job = json.loads(body)
+        job["run_token"] = run_domain.run_token(self.hasher, run)
+        return json.dumps(job).encode()
+
+    @staticmethod
+    def _item(row: OutboxMessage, body: bytes) -> _Pending:
+        return _Pending(
+            row.id,
+            row.exchange,
+            row.routing_key,
+            body,
+            row.priority,
+            row.run_id,
+            f"{row.run_id}:{row.headers.get('attempt')}",
+        )
+
+    async def _publish(self, item: _Pending) -> None:
+        await self.link.exchange(item.exchange).publish(
+            aio_pika.Message(
+                item.body,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                priority=item.priority,
+                message_id=item.message_id,
+            ),
+            routing_key=item.routing_key,
+            mandatory=True,
+            timeout=PUBLISH_TIMEOUT,
+        )
+
+    async def _send(self, ready: list[_Pending], dropped: list[_Pending]) -> int:
+        # All at once: frames go out in order (FIFO within a priority holds) and the confirms,
+        # which wait for the broker's disk for persistent messages, are awaited together.
+        outcomes = await asyncio.gather(
+            *(self._publish(item) for item in ready), return_exceptions=True
+        )
         unroutable: list[_Pending] = []
         sent: list[_Pending] = []
-        for item in ready:
-            try:
-                await self.link.exchange(item.exchange).publish(
-                    aio_pika.Message(
-                        item.body,
-                        content_type="application/json",
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        priority=item.priority,
-                        message_id=item.message_id,
-                    ),
-                    routing_key=item.routing_key,
-                    mandatory=True,
-                    timeout=PUBLISH_TIMEOUT,
-                )
-            except (DeliveryError, PublishError):
+        failure: BaseException | None = None
+        for item, outcome in zip(ready, outcomes, strict=True):
+            if outcome is None:
+                sent.append(item)
+            elif isinstance(outcome, DeliveryError | PublishError):
                 # Unroutable: the machine's queue is gone (machine removed).
                 log.warning("job unroutable; run fails", extra={"run_id": str(item.run_id)})
                 unroutable.append(item)
-                continue
-            sent.append(item)
+            else:
+                failure = failure or outcome  # broker away: the row stays pending
         if sent or dropped or unroutable:
             await self._mark(sent + dropped + unroutable, unroutable)
         self.metrics.inc("taskmachine_jobs_published_total", len(sent))
+        if failure is not None:
+            raise failure
         return len(sent) + len(dropped) + len(unroutable)
 
     async def _pending(self) -> tuple[list[_Pending], list[_Pending]]:
@@ -112,30 +159,21 @@ class Relay:
         ready: list[_Pending] = []
         dropped: list[_Pending] = []
         for row in rows:
-            item = _Pending(
-                row.id,
-                row.exchange,
-                row.routing_key,
-                row.body,
-                row.priority,
-                row.run_id,
-                f"{row.run_id}:{row.headers.get('attempt')}",
-            )
             run = runs.get(row.run_id) if row.run_id else None
             if run is None:
-                ready.append(item)
+                ready.append(self._item(row, row.body))
             elif run.status is not RunStatus.DISPATCHED or run.attempt != row.headers.get(
                 "attempt"
             ):
-                dropped.append(item)  # cancelled or moved on before it left
+                dropped.append(self._item(row, row.body))  # cancelled or moved on before it left
             else:
-                job = json.loads(row.body)
-                job["run_token"] = run_domain.run_token(self.hasher, run)
-                item.body = json.dumps(job).encode()
-                ready.append(item)
+                ready.append(self._item(row, self._token(row.body, run)))
         return ready, dropped
 
     async def _mark(self, done: list[_Pending], unroutable: list[_Pending]) -> None:
+        if len(self._marked) > 10_000:
+            self._marked.clear()
+        self._marked.update(item.row_id for item in done)
         async with self.session_factory() as session:
             await session.execute(
                 sa.update(OutboxMessage)

@@ -1,137 +1,268 @@
 """Apply run events from daemons, each exactly once.
 
 Events are numbered per attempt. Transcript output is stored under (run, attempt, seq), a unique
-key, so a re-delivered chunk is dropped; `started` and `finished` are conditional moves, so a
-repeat changes nothing. Events of an attempt the server has moved past are acknowledged and
-ignored. An event for a run its sender does not hold is dead-lettered.
+key: the insert does nothing when the chunk is there already, so a re-delivered chunk is dropped
+(and not shown twice). `started` and `finished` are conditional moves, so a repeat changes
+nothing. Events of an attempt the server has moved past are acknowledged and ignored. An event
+for a run its sender does not hold is dead-lettered.
 
-One run's events are applied one at a time, in the order they were delivered: aio-pika hands
-every delivery to a task of its own, and a burst (a replayed spool, a server back from a restart)
-would otherwise apply `finished` beside or before `started` (on PostgreSQL both then moved the
-run from `claimed`, and the later commit won). The run's row is also read for update, so
-appliers in two server processes cannot both move it from the same state either.
+One run's events are applied in the order they were delivered, by one worker per run: aio-pika
+hands every delivery to a task of its own, and a burst (a replayed spool, a server back from a
+restart, a short run's start, output and finish) would otherwise apply `finished` beside or
+before `started`. What arrives for a run while its worker is in a transaction waits, and the
+worker applies it next, up to `MAX_BURST` events in one transaction; deliveries are acknowledged
+only after that commit (a failed burst is retried one event at a time; an event that still fails
+returns to the queue). Output, the usual burst, costs one statement a chunk: the insert itself
+checks that the sender holds the run at that attempt. The run's row is read for update when the
+burst moves the run, and for share by that insert (PostgreSQL), so appliers in two server
+processes cannot both move it from the same state, nor store output for a holder the other has
+just replaced.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
+from typing import Literal
 
 import sqlalchemy as sa
 from aio_pika.abc import AbstractIncomingMessage
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskmachine.db import SessionFactory
 from taskmachine.domain import runs as run_domain
 from taskmachine.domain.events import emit, run_topic
 from taskmachine.live import LiveHub
 from taskmachine.models import Run, TranscriptChunk, utcnow
+from taskmachine.models.base import new_id
 from taskmachine.wire.errors import WireError
 from taskmachine.wire.runs import RunFinished, RunOutput, RunStarted, parse_run_event
 from taskmachine.wire.topology import EventRoutingKey
 
 log = logging.getLogger("taskmachine.runs")
 
+# Events of one run applied in one transaction at most.
+MAX_BURST = 128
+
+Verdict = Literal["ack", "reject"]
+_CHUNKS: sa.Table = TranscriptChunk.__table__  # type: ignore[assignment]
+
+
+@dataclass(slots=True)
+class _Delivery:
+    key: EventRoutingKey
+    message: AbstractIncomingMessage
+
+
+@dataclass(slots=True)
+class _Holder:
+    """What the checks need of the run: who holds it, and which attempt is current."""
+
+    machine_id: uuid.UUID | None
+    attempt: int
+
 
 class RunEvents:
     def __init__(self, session_factory: SessionFactory, hub: LiveHub) -> None:
         self.session_factory = session_factory
         self.hub = hub
-        # One lock per run with events in flight; asyncio.Lock serves waiters first come first.
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        # Per run with a worker: the deliveries waiting for it, in delivery order.
+        self._backlog: dict[str, list[_Delivery]] = {}
 
     async def handle(self, key: EventRoutingKey, message: AbstractIncomingMessage) -> None:
-        # Taken before the first await, so deliveries queue on the lock in delivery order.
-        run_key = key.run_id or ""
-        lock, users = self._locks.setdefault(run_key, (asyncio.Lock(), [0]))
-        users[0] += 1
+        run_key = _run_key(key.run_id or "")
+        backlog = self._backlog.get(run_key)
+        if backlog is not None:
+            backlog.append(_Delivery(key, message))  # the run's worker takes it next
+            return
+        # No await before this line: the first delivery of a run becomes its worker.
+        self._backlog[run_key] = backlog = [_Delivery(key, message)]
         try:
-            async with lock:
-                await self._handle(key, message)
+            while backlog:
+                burst = backlog[:MAX_BURST]
+                del backlog[:MAX_BURST]
+                try:
+                    await self._apply_burst(burst)
+                except Exception:  # e.g. an ack on a closed channel: the broker re-delivers
+                    log.exception("run events left unacknowledged")
         finally:
-            users[0] -= 1
-            if users[0] == 0:
-                del self._locks[run_key]
+            del self._backlog[run_key]
 
-    async def _handle(self, key: EventRoutingKey, message: AbstractIncomingMessage) -> None:
+    async def _apply_burst(self, burst: list[_Delivery]) -> None:
+        parsed: list[tuple[_Delivery, RunStarted | RunOutput | RunFinished]] = []
+        for delivery in burst:
+            event = self._parse(delivery)
+            if event is None:
+                await delivery.message.reject(requeue=False)
+            else:
+                parsed.append((delivery, event))
+        if parsed:
+            await self._settle(parsed)
+
+    async def _settle(
+        self, parsed: list[tuple[_Delivery, RunStarted | RunOutput | RunFinished]]
+    ) -> None:
+        """Apply and acknowledge; if the transaction fails, try the events one at a time, so a
+        single bad one does not hold back the rest."""
+        try:
+            verdicts = await self._apply(
+                [(uuid.UUID(delivery.key.machine_id), event) for delivery, event in parsed]
+            )
+        except Exception:
+            if len(parsed) > 1:
+                log.warning("a burst of run events failed; applying them one by one")
+                for item in parsed:
+                    await self._settle([item])
+                return
+            log.exception("run event not applied; returned to the queue")
+            await parsed[0][0].message.nack(requeue=True)
+            return
+        for (delivery, _), verdict in zip(parsed, verdicts, strict=True):
+            if verdict == "ack":
+                await delivery.message.ack()
+            else:
+                await delivery.message.reject(requeue=False)
+
+    @staticmethod
+    def _parse(delivery: _Delivery) -> RunStarted | RunOutput | RunFinished | None:
+        message, key = delivery.message, delivery.key
         try:
             event = parse_run_event(message.body)
         except WireError as exc:
             log.warning(
                 "run event dead-lettered: %s", exc, extra={"routing_key": message.routing_key}
             )
-            await message.reject(requeue=False)
-            return
+            return None
         if key.run_id != event.run_id.hex and key.run_id != str(event.run_id):
             log.warning("run event names another run", extra={"routing_key": message.routing_key})
-            await message.reject(requeue=False)
-            return
-        try:
-            applied = await self._apply(uuid.UUID(key.machine_id), event)
-        except Exception:
-            log.exception("run event not applied; returned to the queue")
-            await message.nack(requeue=True)
-            return
-        if applied is False:
-            await message.reject(requeue=False)
-            return
-        await message.ack()
+            return None
+        return event
 
     async def _apply(
-        self, machine_id: uuid.UUID, event: RunStarted | RunOutput | RunFinished
-    ) -> bool | None:
+        self, events: list[tuple[uuid.UUID, RunStarted | RunOutput | RunFinished]]
+    ) -> list[Verdict]:
+        """Apply one run's events (each with its sender) in one transaction; a verdict for
+        each, in order."""
         async with self.session_factory() as session:
-            run = await session.get(Run, event.run_id, with_for_update=True)
-            if run is None or run.machine_id != machine_id:
-                log.warning(
-                    "run event from a machine that does not hold the run",
-                    extra={"run_id": str(event.run_id)},
-                )
-                return False
-            if event.attempt != run.attempt:
-                return None  # an attempt already given up on
-            if isinstance(event, RunOutput):
-                exists = await session.scalar(
-                    sa.select(TranscriptChunk.id).where(
-                        TranscriptChunk.run_id == run.id,
-                        TranscriptChunk.attempt == event.attempt,
-                        TranscriptChunk.seq == event.seq,
-                    )
-                )
-                if exists is not None:
-                    return None
-                chunk = TranscriptChunk(
-                    run_id=run.id,
-                    attempt=event.attempt,
-                    seq=event.seq,
-                    events=event.events,
-                    created_at=utcnow(),
-                )
-                session.add(chunk)
-                emit(
-                    session,
-                    run_topic(run.id),
-                    {
-                        "kind": "output",
-                        "attempt": chunk.attempt,
-                        "seq": chunk.seq,
-                        "events": chunk.events,
-                        "created_at": chunk.created_at.isoformat(),
-                    },
-                )
-            elif isinstance(event, RunStarted):
-                await run_domain.started(session, run)
+            outputs = [(sender, e) for sender, e in events if isinstance(e, RunOutput)]
+            if len(outputs) == len(events):
+                verdicts = await _apply_output(session, outputs)
             else:
-                await run_domain.finished(
-                    session,
-                    run,
-                    event.outcome,
-                    failure_code=event.failure_code,
-                    error=event.error,
-                    session_id=event.session_id,
-                    usage=event.usage,
-                    cost_usd=event.cost_usd,
-                    diff_stat=event.diff_stat,
-                )
+                verdicts = await _apply_moves(session, events)
             await session.commit()
-        return None
+        return verdicts
+
+
+async def _apply_output(
+    session: AsyncSession, events: list[tuple[uuid.UUID, RunOutput]]
+) -> list[Verdict]:
+    """Output only, the usual burst: one statement a chunk, which checks the holder itself."""
+    verdicts: list[Verdict] = []
+    holder: _Holder | None = None
+    for machine_id, event in events:
+        if await _store_output(session, machine_id, event):
+            verdicts.append("ack")
+            continue
+        # Not stored: a re-delivery, an attempt given up on, or a sender without the run.
+        if holder is None:
+            row = (
+                await session.execute(
+                    sa.select(Run.machine_id, Run.attempt).where(Run.id == event.run_id)
+                )
+            ).one_or_none()
+            holder = _Holder(row.machine_id, row.attempt) if row is not None else _Holder(None, 0)
+        verdicts.append(_holder_verdict(holder, machine_id, event.run_id))
+    return verdicts
+
+
+async def _apply_moves(
+    session: AsyncSession, events: list[tuple[uuid.UUID, RunStarted | RunOutput | RunFinished]]
+) -> list[Verdict]:
+    """A burst that starts or finishes the run: its row is read for update, and each event is
+    checked against it as the events before it left it."""
+    run = await session.get(Run, events[0][1].run_id, with_for_update=True)
+    verdicts: list[Verdict] = []
+    for machine_id, event in events:
+        holder = _Holder(run.machine_id, run.attempt) if run is not None else _Holder(None, 0)
+        verdict = _holder_verdict(holder, machine_id, event.run_id)
+        verdicts.append(verdict)
+        if verdict == "reject" or event.attempt != holder.attempt:
+            continue  # not the holder, or an attempt already given up on
+        assert run is not None
+        if isinstance(event, RunOutput):
+            await _store_output(session, machine_id, event)
+        elif isinstance(event, RunStarted):
+            await run_domain.started(session, run)
+        else:
+            await run_domain.finished(
+                session,
+                run,
+                event.outcome,
+                failure_code=event.failure_code,
+                error=event.error,
+                session_id=event.session_id,
+                usage=event.usage,
+                cost_usd=event.cost_usd,
+                diff_stat=event.diff_stat,
+            )
+    return verdicts
+
+
+def _run_key(run_id: str) -> str:
+    """One key per run, however the routing key spells its id (hex or with dashes)."""
+    try:
+        return uuid.UUID(run_id).hex
+    except ValueError:
+        return run_id  # dead-lettered when parsed
+
+
+def _holder_verdict(holder: _Holder, machine_id: uuid.UUID, run_id: uuid.UUID) -> Verdict:
+    if holder.machine_id is None or holder.machine_id != machine_id:
+        log.warning(
+            "run event from a machine that does not hold the run", extra={"run_id": str(run_id)}
+        )
+        return "reject"
+    return "ack"
+
+
+async def _store_output(session: AsyncSession, machine_id: uuid.UUID, event: RunOutput) -> bool:
+    """Insert the chunk if the sender holds the run at this attempt and (run, attempt, seq) is
+    not stored yet, and announce it; False if nothing was stored. One statement: the holder
+    check reads the run's row (for share on PostgreSQL, so a concurrent move waits for us)."""
+    created_at = utcnow()
+    columns = _CHUNKS.c
+    holder = (
+        sa.select(
+            sa.literal(new_id(), columns.id.type),
+            Run.id,
+            sa.literal(event.attempt, columns.attempt.type),
+            sa.literal(event.seq, columns.seq.type),
+            sa.literal(event.events, columns.events.type),
+            sa.literal(created_at, columns.created_at.type),
+        )
+        .where(Run.id == event.run_id, Run.machine_id == machine_id, Run.attempt == event.attempt)
+        .with_for_update(read=True)
+    )
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert(_CHUNKS) if dialect == "postgresql" else sqlite.insert(_CHUNKS)
+    statement = (
+        insert.from_select(["id", "run_id", "attempt", "seq", "events", "created_at"], holder)
+        .on_conflict_do_nothing(index_elements=["run_id", "attempt", "seq"])
+        .returning(columns.id)
+    )
+    if await session.scalar(statement) is None:
+        return False
+    emit(
+        session,
+        run_topic(event.run_id),
+        {
+            "kind": "output",
+            "attempt": event.attempt,
+            "seq": event.seq,
+            "events": event.events,
+            "created_at": created_at.isoformat(),
+        },
+    )
+    return True

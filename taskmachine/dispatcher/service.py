@@ -6,6 +6,7 @@ from __future__ import annotations
 from aio_pika.abc import AbstractChannel
 
 from taskmachine.dispatcher.broker_admin import BrokerAdmin
+from taskmachine.dispatcher.claims import ClaimDesk
 from taskmachine.dispatcher.event_queue import RunEventQueue
 from taskmachine.dispatcher.ingest import HeartbeatIngest
 from taskmachine.dispatcher.link import BrokerLink
@@ -17,6 +18,8 @@ from taskmachine.schema.state import AppState
 
 # Run events in flight at once; each run's are still applied in order (RunEvents).
 RUN_EVENTS_PREFETCH = 256
+# Heartbeats in flight, in batches of heartbeat_batch_size.
+HEARTBEAT_PREFETCH_BATCHES = 4
 
 
 class Dispatcher:
@@ -27,12 +30,14 @@ class Dispatcher:
         self.link: BrokerLink | None = None
         self.ingest: HeartbeatIngest | None = None
         self.events: RunEventQueue | None = None
+        self.claims: RunEventQueue | None = None
         self.sweeper: Sweeper | None = None
         self.scheduler: Scheduler | None = None
         self.relay: Relay | None = None
         self.run_events: RunEvents | None = None
         self._ingest_channel: AbstractChannel | None = None
         self._events_channel: AbstractChannel | None = None
+        self._claims_channel: AbstractChannel | None = None
 
     async def start(self, state: AppState) -> None:
         settings = state.settings
@@ -43,13 +48,14 @@ class Dispatcher:
         # Each consumer gets a channel of its own: one's prefetch must not throttle the other,
         # nor publishing.
         self._ingest_channel = await self.link.connection.channel()
-        await self._ingest_channel.set_qos(prefetch_count=settings.heartbeat_batch_size * 2)
-        heartbeats = await self._ingest_channel.get_queue(
-            self.link.topology.server_heartbeats.name, ensure=False
+        # Deep enough that the next batches are parsed while one is written (a batch is acked
+        # only once it commits).
+        await self._ingest_channel.set_qos(
+            prefetch_count=settings.heartbeat_batch_size * HEARTBEAT_PREFETCH_BATCHES
         )
         self.ingest = HeartbeatIngest(settings, state.session_factory, state.metrics)
         state.services["ingest"] = self.ingest
-        await self.ingest.start(heartbeats)
+        await self.ingest.start(self._ingest_channel, self.link.topology.server_heartbeats.name)
         self.run_events = RunEvents(state.session_factory, state.hub)
         self._events_channel = await self.link.connection.channel()
         await self._events_channel.set_qos(prefetch_count=RUN_EVENTS_PREFETCH)
@@ -59,12 +65,22 @@ class Dispatcher:
         self.events = RunEventQueue(state.metrics)
         self.events.default = self.run_events.handle
         await self.events.start(events)
-        self.scheduler = Scheduler(settings, state.session_factory, state.hub)
-        state.services["scheduler"] = self.scheduler
-        await self.scheduler.start()
+        self._claims_channel = await self.link.connection.channel()
+        await self._claims_channel.set_qos(prefetch_count=RUN_EVENTS_PREFETCH)
+        claims = await self._claims_channel.get_queue(
+            self.link.topology.server_claims.name, ensure=False
+        )
+        self.claims = RunEventQueue(state.metrics)
+        self.claims.handlers["claim"] = ClaimDesk(
+            settings, state.session_factory, self.link, state.metrics
+        ).handle
+        await self.claims.start(claims)
         self.relay = Relay(state.session_factory, self.link, state.hasher, state.hub, state.metrics)
         state.services["relay"] = self.relay
         await self.relay.start()
+        self.scheduler = Scheduler(settings, state.session_factory, state.hub, self.relay)
+        state.services["scheduler"] = self.scheduler
+        await self.scheduler.start()
         self.sweeper = Sweeper(settings, state.session_factory)
         state.services["sweeper"] = self.sweeper
         if self.run_sweeper:
@@ -77,6 +93,8 @@ class Dispatcher:
             await self.scheduler.stop()
         if self.relay is not None:
             await self.relay.stop()
+        if self.claims is not None:
+            await self.claims.stop()
         if self.events is not None:
             await self.events.stop()
         if self.ingest is not None:

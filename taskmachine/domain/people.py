@@ -104,7 +104,7 @@ async def principal_for_api_token(
     now = utcnow()
     row = (
         await session.execute(
-            sa.select(ApiToken.id, ApiToken.user_id).where(
+            sa.select(ApiToken.id, ApiToken.user_id, ApiToken.last_used_at).where(
                 ApiToken.token_hash == hasher.hash(secret),
                 ApiToken.revoked_at.is_(None),
                 sa.or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
@@ -113,18 +113,19 @@ async def principal_for_api_token(
     ).first()
     if row is None:
         return None
-    # At most once a minute, so a read request does not write (on SQLite a write takes the lock).
-    await session.execute(
-        sa.update(ApiToken)
-        .where(
-            ApiToken.id == row.id,
-            sa.or_(
-                ApiToken.last_used_at.is_(None),
-                ApiToken.last_used_at < now - timedelta(seconds=LAST_USED_RESOLUTION_SECONDS),
-            ),
+    # At most once a minute, so a read request does not write (on SQLite a write takes the lock),
+    # and most requests do not even send the statement. The WHERE keeps concurrent stamps to one.
+    stale = now - timedelta(seconds=LAST_USED_RESOLUTION_SECONDS)
+    if row.last_used_at is None or row.last_used_at < stale:
+        await session.execute(
+            sa.update(ApiToken)
+            .where(
+                ApiToken.id == row.id,
+                sa.or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < stale),
+            )
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
         )
-        .values(last_used_at=now)
-    )
     return Principal(user_id=row.user_id, via="token")
 
 

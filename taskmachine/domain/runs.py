@@ -129,7 +129,9 @@ def transition(
     emit(session, run_topic(run.id), {"kind": "status", **payload})
     if run.chat_id is not None:
         emit(session, chat_topic(run.chat_id), {"run_id": str(run.id), "status": to.value})
-    kick(session, "dispatch")
+    if to is RunStatus.QUEUED or to in TERMINAL:
+        # New work, or a slot freed: worth a scheduling pass (the scheduler also runs each second).
+        kick(session, "dispatch")
     return entry
 
 
@@ -238,7 +240,11 @@ async def principal_for_run_token(
 async def claim(
     session: AsyncSession, machine_id: uuid.UUID, run_id: uuid.UUID, attempt: int, lease: float
 ) -> bool:
-    """Exactly one claim per attempt: a conditional update, the same on SQLite and PostgreSQL."""
+    """Exactly one claim per attempt: a conditional update, the same on SQLite and PostgreSQL.
+
+    The machine that holds the claim may ask again (its first answer was lost or came too
+    late): it is told yes again, and nothing changes.
+    """
     now = utcnow()
     claimed = await session.scalar(
         sa.update(Run)
@@ -254,21 +260,26 @@ async def claim(
             lease_expires_at=now + timedelta(seconds=lease),
         )
         .returning(Run.id)
+        # Nothing below reads the run's row; no evaluation against the identity map either.
+        .execution_options(synchronize_session=False)
     )
     if claimed is None:
-        return False
-    run = await session.get(Run, run_id, populate_existing=True)
-    assert run is not None
+        held = (
+            await session.execute(
+                sa.select(Run.status, Run.machine_id, Run.attempt).where(Run.id == run_id)
+            )
+        ).one_or_none()
+        return held is not None and tuple(held) == (RunStatus.CLAIMED, machine_id, attempt)
     session.add(
         RunTransition(
-            run_id=run.id,
+            run_id=run_id,
             attempt=attempt,
             from_status=RunStatus.DISPATCHED,
             to_status=RunStatus.CLAIMED,
             reason="claimed by its machine",
         )
     )
-    emit(session, run_topic(run.id), {"kind": "status", "status": "claimed", "attempt": attempt})
+    emit(session, run_topic(run_id), {"kind": "status", "status": "claimed", "attempt": attempt})
     return True
 
 

@@ -28,6 +28,9 @@ class Machine(IdMixin, CreatedMixin, Base):
     active_runs: Mapped[int] = mapped_column(default=0)
     update_status: Mapped[str | None] = mapped_column(sa.String(64))
     update_requested_at: Mapped[datetime | None]
+    # The digest that came with the runtime list the rows below were written from: a heartbeat
+    # that carries only this digest says the list is unchanged (see wire.messages.Heartbeat).
+    runtimes_digest: Mapped[str | None] = mapped_column(sa.String(32))
 
 
 class MachineWorkspace(Base):

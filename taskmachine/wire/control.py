@@ -29,11 +29,27 @@ class CancelRun(WireMessage):
     attempt: int = Field(ge=1)
 
 
-ControlMessage = Annotated[UpdateRequest | CancelRun, Field(discriminator="kind")]
-_adapter: TypeAdapter[UpdateRequest | CancelRun] = TypeAdapter(ControlMessage)
+ClaimOutcome = Literal["accepted", "refused", "unavailable"]
 
 
-def parse_control(body: bytes) -> UpdateRequest | CancelRun:
+class ClaimAnswer(WireMessage):
+    """The server's answer to a RunClaim: accepted (run it), refused (drop the delivery), or
+    unavailable (no answer now: requeue the job and claim again later)."""
+
+    v: int = 1
+    kind: Literal["claim_answer"] = "claim_answer"
+    claim_id: uuid.UUID
+    run_id: uuid.UUID
+    attempt: int = Field(ge=1)
+    outcome: ClaimOutcome
+    reason: Annotated[str, Field(max_length=200)] | None = None
+
+
+ControlMessage = Annotated[UpdateRequest | CancelRun | ClaimAnswer, Field(discriminator="kind")]
+_adapter: TypeAdapter[UpdateRequest | CancelRun | ClaimAnswer] = TypeAdapter(ControlMessage)
+
+
+def parse_control(body: bytes) -> UpdateRequest | CancelRun | ClaimAnswer:
     try:
         return _adapter.validate_json(body, strict=True)
     except ValidationError as exc:

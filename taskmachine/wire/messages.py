@@ -10,11 +10,20 @@ make the server store junk. This module imports only the standard library and py
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from taskmachine.wire.errors import WireError
 
@@ -91,10 +100,30 @@ class Heartbeat(WireMessage):
     execution_root: PathText
     capacity: Annotated[int, Field(ge=0, le=1024)]
     active_runs: Annotated[list[ActiveRun], Field(max_length=1024)] = []
-    runtimes: Annotated[list[RuntimeReport], Field(max_length=32)] = []
+    # The full list, or null for "unchanged": the same list as the last one sent with this
+    # `runtimes_digest`. Daemons send the list only when it changes (and now and then), so the
+    # server does not re-read 2 KB of identical models every beat. A daemon that sends no digest
+    # sends the list every time.
+    runtimes: Annotated[list[RuntimeReport], Field(max_length=32)] | None = []
+    runtimes_digest: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
     update_status: ShortText | None = None
 
     @field_validator("sent_at")
     @classmethod
     def _check_sent_at(cls, value: datetime) -> datetime:
         return _as_utc(value)
+
+    @model_validator(mode="after")
+    def _check_runtimes(self) -> Self:
+        if self.runtimes is None and self.runtimes_digest is None:
+            raise ValueError("runtimes: null needs the runtimes_digest it stands for")
+        return self
+
+
+_RUNTIME_LIST = TypeAdapter(list[RuntimeReport])
+
+
+def runtimes_digest(runtimes: list[RuntimeReport]) -> str:
+    """What a heartbeat carries instead of an unchanged runtime list: a hash of the list as the
+    sender serialises it (the receiver never recomputes it, so a newer sender may add fields)."""
+    return hashlib.sha256(_RUNTIME_LIST.dump_json(runtimes)).hexdigest()[:32]

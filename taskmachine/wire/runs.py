@@ -107,6 +107,29 @@ class RunFinished(WireMessage):
     diff_stat: Annotated[str, Field(max_length=20_000)] | None = None
 
 
+class RunClaim(WireMessage):
+    """A machine asks to take a delivered job (routing key machine.<id>.claim.<run>); the
+    server answers on the machine's control queue with a ClaimAnswer of the same claim_id."""
+
+    v: Annotated[int, Field(ge=1)] = 1
+    kind: Literal["claim"] = "claim"
+    run_id: uuid.UUID
+    attempt: Annotated[int, Field(ge=1)]
+    claim_id: uuid.UUID
+
+
+_claim_adapter: TypeAdapter[RunClaim] = TypeAdapter(RunClaim)
+
+
+def parse_claim(body: bytes) -> RunClaim:
+    try:
+        return _claim_adapter.validate_json(body, strict=True)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise WireError(f"run claim: {where}: {first['msg']}") from None
+
+
 RunEvent = Annotated[RunStarted | RunOutput | RunFinished, Field(discriminator="kind")]
 _event_adapter: TypeAdapter[RunStarted | RunOutput | RunFinished] = TypeAdapter(RunEvent)
 

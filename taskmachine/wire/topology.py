@@ -4,6 +4,7 @@
     tama.control  direct  machine.<id>                 -> tama.machine.<id>.control
     tama.events   topic   machine.<id>.heartbeat       -> tama.server.heartbeats
                           machine.<id>.run.<run>.<kind> -> tama.server.events
+                          machine.<id>.claim.<run>     -> tama.server.claims
     tama.live     topic   server <-> server fan-out of persisted changes
     tama.dead     fanout  -> queue tama.dead (dead letters of every queue above)
 
@@ -36,6 +37,10 @@ SERVER_EVENTS_BINDING = "machine.*.run.#"
 # consumer can ack the way its messages need (heartbeats in batches, run events one by one).
 SERVER_HEARTBEATS_QUEUE = "tama.server.heartbeats"
 SERVER_HEARTBEATS_BINDING = "machine.*.heartbeat"
+# Claims wait for their answer before a run can start: a queue of their own, so they never
+# queue behind a burst of transcript output.
+SERVER_CLAIMS_QUEUE = "tama.server.claims"
+SERVER_CLAIMS_BINDING = "machine.*.claim.*"
 # Before the split, tama.server.events took every machine event; unbound on declare.
 _LEGACY_SERVER_EVENTS_BINDING = "machine.#"
 
@@ -118,9 +123,14 @@ def run_event_routing_key(machine_id: str, run_id: str, kind: str) -> str:
     )
 
 
+def claim_routing_key(machine_id: str, run_id: str) -> str:
+    return f"machine.{check_machine_id(machine_id)}.claim.{_check_word('run id', run_id)}"
+
+
 @dataclass(frozen=True, slots=True)
 class EventRoutingKey:
-    """A parsed tama.events routing key; run_id is None for a heartbeat."""
+    """A parsed tama.events routing key; run_id is None for a heartbeat; kind "claim" for a
+    claim."""
 
     machine_id: str
     kind: str
@@ -138,6 +148,8 @@ def parse_event_routing_key(routing_key: str) -> EventRoutingKey | None:
         return None
     if parts[2:] == ["heartbeat"]:
         return EventRoutingKey(machine_id=machine_id, kind="heartbeat")
+    if len(parts) == 4 and parts[2] == "claim" and _WORD.fullmatch(parts[3]):
+        return EventRoutingKey(machine_id=machine_id, kind="claim", run_id=parts[3])
     if len(parts) == 5 and parts[2] == "run" and all(_WORD.fullmatch(p) for p in parts[3:]):
         return EventRoutingKey(machine_id=machine_id, kind=parts[4], run_id=parts[3])
     return None
@@ -194,6 +206,7 @@ class ServerTopology:
     dead: AbstractExchange
     server_events: AbstractQueue
     server_heartbeats: AbstractQueue
+    server_claims: AbstractQueue
     dead_letters: AbstractQueue
 
 
@@ -232,6 +245,10 @@ async def declare_server_topology(channel: AbstractChannel) -> ServerTopology:
         SERVER_HEARTBEATS_QUEUE, durable=True, arguments=queue_arguments("server_events")
     )
     await server_heartbeats.bind(events, routing_key=SERVER_HEARTBEATS_BINDING)
+    server_claims = await channel.declare_queue(
+        SERVER_CLAIMS_QUEUE, durable=True, arguments=queue_arguments("server_events")
+    )
+    await server_claims.bind(events, routing_key=SERVER_CLAIMS_BINDING)
     return ServerTopology(
         jobs=exchanges[JOBS_EXCHANGE],
         control=exchanges[CONTROL_EXCHANGE],
@@ -240,6 +257,7 @@ async def declare_server_topology(channel: AbstractChannel) -> ServerTopology:
         dead=exchanges[DEAD_EXCHANGE],
         server_events=server_events,
         server_heartbeats=server_heartbeats,
+        server_claims=server_claims,
         dead_letters=dead_letters,
     )
 

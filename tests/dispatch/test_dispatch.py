@@ -36,7 +36,9 @@ async def test_assignment_runs_on_the_machine_and_streams_its_transcript(
     assert "You have been assigned this task" in job["prompt"] and "## Identity" in job["prompt"]
     assert message.priority == 5
     assert await claim(machine_server, fleet, job)
-    assert not await claim(machine_server, fleet, job), "a second claim of one attempt must lose"
+    # The holder asking again (its answer lost) is told yes again; other machines lose
+    # (tests/dispatch/test_broker_claim.py).
+    assert await claim(machine_server, fleet, job)
     await message.ack()
 
     reporter = RunReporter(fleet, job)

@@ -153,8 +153,9 @@ class RelayDownDispatcher(Dispatcher):
 
     async def start(self, state: AppState) -> None:
         await super().start(state)
-        assert self.relay is not None
+        assert self.relay is not None and self.scheduler is not None
         await self.relay.stop()
+        self.scheduler.relay = None  # nor does the scheduler publish what it dispatches
 
 
 class IngestDownDispatcher(Dispatcher):

@@ -73,7 +73,11 @@ async def test_heartbeats_every_interval_carrying_the_machine_state(
     assert [beat.seq for beat in beats] == list(range(len(beats)))
     # The first beat waits one interval at most for the first detection (a real probe of
     # claude takes longer than 0.2 s); later beats carry it.
-    claude, codex = (await machine.wait_for(lambda beat: bool(beat.runtimes))).runtimes
+    # Only beats where the list is news carry it (the others carry its digest).
+    await eventually(lambda: any(beat.runtimes for beat in machine.beats()))
+    listed = [beat for beat in machine.beats() if beat.runtimes]
+    assert all(beat.runtimes_digest for beat in machine.beats())
+    claude, codex = listed[0].runtimes or []
     assert (claude.name, claude.available, claude.version) == ("claude", True, "2.1.329")
     assert claude.models, "the real claude lists its models"
     assert (codex.name, codex.available) == ("codex", False)
@@ -95,8 +99,11 @@ async def test_heartbeats_every_interval_carrying_the_machine_state(
     # Detection is refreshed every cycle: a tool installed now shows up in a later heartbeat.
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "codex").symlink_to(REAL_CLIS / "codex")
-    found = await machine.wait_for(lambda beat: beat.runtimes[1].available, within=20)
-    assert found.runtimes[1].version == "0.169.0"
+    # (Beats in between carry only the unchanged list's digest: runtimes is None.)
+    found = await machine.wait_for(
+        lambda beat: beat.runtimes is not None and beat.runtimes[1].available, within=20
+    )
+    assert found.runtimes is not None and found.runtimes[1].version == "0.169.0"
 
     daemon.request_stop()
     async with asyncio.timeout(5):

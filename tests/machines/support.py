@@ -81,7 +81,14 @@ class FakeDaemon:
         if self.connection is not None:
             await self.connection.close()
 
-    def heartbeat(self, runtimes: list[RuntimeReport], version: str = "0.1.0") -> Heartbeat:
+    def heartbeat(
+        self,
+        runtimes: list[RuntimeReport] | None,
+        version: str = "0.1.0",
+        digest: str | None = None,
+    ) -> Heartbeat:
+        """A daemon's heartbeat; with a digest as a current daemon sends it (runtimes None: the
+        list is unchanged), without one as an older daemon does."""
         self.seq += 1
         return Heartbeat(
             machine_id=__import__("uuid").UUID(self.machine_id),
@@ -91,6 +98,7 @@ class FakeDaemon:
             execution_root="/home/me/.taskmachine/work",
             capacity=4,
             runtimes=runtimes,
+            runtimes_digest=digest,
         )
 
     async def send(self, body: bytes, routing_key: str | None = None) -> None:
@@ -104,8 +112,13 @@ class FakeDaemon:
             timeout=5,
         )
 
-    async def beat(self, runtimes: list[RuntimeReport], version: str = "0.1.0") -> None:
-        await self.send(self.heartbeat(runtimes, version).to_body())
+    async def beat(
+        self,
+        runtimes: list[RuntimeReport] | None,
+        version: str = "0.1.0",
+        digest: str | None = None,
+    ) -> None:
+        await self.send(self.heartbeat(runtimes, version, digest).to_body())
 
 
 async def eventually(check: Any, within: float = 10.0, every: float = 0.05) -> Any:

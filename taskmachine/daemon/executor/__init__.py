@@ -1,7 +1,7 @@
 """The daemon's run executor: jobs in, CLI processes supervised, run events out through a spool.
 
     executor.py    RunExecutor: the jobs-queue consumer (prefetch = free slots, claim, ack)
-    claim.py       Claimer protocol, HttpClaimer (GraphQL claimRun)
+    claim.py       Claimer protocol, BrokerClaimer (RunClaim/ClaimAnswer), HttpClaimer (claimRun)
     runner.py      Run: one attempt end to end (folder, process, transcript, finished report)
     supervisor.py  the CLI's process group: limits, cancel (SIGTERM, grace, SIGKILL), cleanup
     workspace.py   run folders, git worktrees on tama/run-<id>, skill files, diff stat
@@ -15,13 +15,19 @@ This package takes the place of the earlier `taskmachine/daemon/executor.py` mod
 and `IdleExecutor` are importable from here as they were from there.
 """
 
-from taskmachine.daemon.executor.claim import Claimer, ClaimUnavailable, HttpClaimer
+from taskmachine.daemon.executor.claim import (
+    BrokerClaimer,
+    Claimer,
+    ClaimUnavailable,
+    HttpClaimer,
+)
 from taskmachine.daemon.executor.executor import AdapterFactory, RunExecutor
 from taskmachine.daemon.executor.idle import Executor, IdleExecutor
 from taskmachine.daemon.executor.provider import load_provider_overrides
 
 __all__ = [
     "AdapterFactory",
+    "BrokerClaimer",
     "ClaimUnavailable",
     "Claimer",
     "Executor",

@@ -40,11 +40,12 @@ from aio_pika.abc import (
 
 from taskmachine.daemon.adapters import Adapter, ProviderOverrides, get_adapter
 from taskmachine.daemon.config import MachineConfig
-from taskmachine.daemon.executor.claim import Claimer, ClaimUnavailable
+from taskmachine.daemon.executor.claim import BrokerClaimer, Claimer, ClaimUnavailable
 from taskmachine.daemon.executor.provider import load_provider_overrides
 from taskmachine.daemon.executor.publisher import EventPublisher
 from taskmachine.daemon.executor.runner import Run, RunSettings
 from taskmachine.daemon.executor.spool import Spool, SpooledRun
+from taskmachine.wire.control import ClaimAnswer
 from taskmachine.wire.errors import WireError
 from taskmachine.wire.messages import ActiveRun
 from taskmachine.wire.runs import RunFinished, RunJob
@@ -150,7 +151,10 @@ class RunExecutor:
                 await self._open_spool()
             assert self._publisher is not None
             events = await connection.channel(publisher_confirms=True)
-            self._publisher.attach(await open_events_exchange(events))
+            exchange = await open_events_exchange(events)
+            self._publisher.attach(exchange)
+            if isinstance(self._claimer, BrokerClaimer):
+                self._claimer.attach(exchange)
             jobs = await connection.channel()
             queues = await open_machine_queues(jobs, self._machine_id)
             if self._consumer is not None:
@@ -208,6 +212,12 @@ class RunExecutor:
                 error="the daemon stopped while the run was in progress",
             )
         )
+
+    def claim_answered(self, answer: ClaimAnswer) -> None:
+        if isinstance(self._claimer, BrokerClaimer):
+            self._claimer.answered(answer)
+        else:
+            log.info("answer to claim %s dropped: claims go over HTTP here", answer.claim_id)
 
     async def cancel(self, run_id: uuid.UUID, attempt: int) -> bool:
         """Stop a run: SIGTERM to its process group, SIGKILL after the job's grace; it reports

@@ -1,8 +1,9 @@
 """What the daemon's loops need from an executor, and the stand-in with no runs.
 
 The heartbeat asks for `capacity` and `active_runs`; the control consumer hands over
-cancellations; the daemon drains on shutdown and before an update. `IdleExecutor` never has
-runs (a daemon that should not take jobs, and tests of the loops themselves).
+cancellations and claim answers; the daemon drains on shutdown and before an update.
+`IdleExecutor` never has runs (a daemon that should not take jobs, and tests of the loops
+themselves).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import uuid
 from typing import Protocol
 
+from taskmachine.wire.control import ClaimAnswer
 from taskmachine.wire.messages import ActiveRun
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,10 @@ class Executor(Protocol):
         """Stop taking runs and wait for the running ones to finish their cleanup."""
         ...
 
+    def claim_answered(self, answer: ClaimAnswer) -> None:
+        """The server's answer to a claim this executor sent over the broker."""
+        ...
+
 
 class IdleExecutor:
     """An executor with no runs: capacity from the config, nothing to cancel or drain."""
@@ -54,3 +60,6 @@ class IdleExecutor:
 
     async def drain(self) -> None:
         return None
+
+    def claim_answered(self, answer: ClaimAnswer) -> None:
+        log.info("answer to claim %s: this machine sent no claims", answer.claim_id)

@@ -1,12 +1,21 @@
 """Run events out of the spool and onto `tama.events`, in order, each confirmed by the broker.
 
-`emit` only writes to the spool and wakes the sender; the sender is the one place that publishes.
-It walks the spool oldest first, publishes each event (persistent, as the machine's broker user,
-with a confirm and a timeout), and deletes what the broker confirmed. When a publish fails the
-sender stops, and the next pass starts again from the oldest unconfirmed event: after
-`attach` (a new connection) at once, otherwise after a short backoff (a robust connection comes
-back by itself). A re-sent event may reach the server twice; its (run, attempt, seq) tells the
-server it already has it.
+`emit` writes the event to the spool (one SQLite statement), then hands it to the sender, the one
+place that publishes; nothing is published before it is in the spool. The sender publishes each
+event (persistent, as the machine's broker user, with a confirm and a timeout) and deletes what
+the broker confirmed from the spool.
+
+The sender works in two modes. Caught up, it publishes the events `emit` hands it, at once and in
+spool order (no read of the spool on a line's way out). Otherwise it walks the spool, oldest
+first: on start, after `attach` (a new connection), after a failed publish, and when it fell so
+far behind that the handed events took too much memory. Having read everything in the spool, it
+is caught up again. When a publish fails the sender stops, and the next pass starts again from
+the oldest unconfirmed event: after `attach` at once, otherwise after a short backoff (a robust
+connection comes back by itself). A re-sent event may reach the server twice; its (run, attempt,
+seq) tells the server it already has it.
+
+Spool ids grow in commit order and `emit` appends and hands over under one lock, so the handed
+events are in id order too: the sender can tell by id alone what it already sent from the spool.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 
 import aio_pika
 from aio_pika.abc import AbstractExchange
@@ -26,6 +36,8 @@ log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 10.0
 _BATCH = 256
+# Handed events held in memory at most; past this the sender reads them from the spool instead.
+FRESH_MAX_BYTES = 8 * 1024 * 1024
 
 
 class EventPublisher:
@@ -48,6 +60,15 @@ class EventPublisher:
         self._idle = asyncio.Event()
         self._retry: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self._append_lock = asyncio.Lock()
+        # Events emitted and not yet published, in id order (see the module's docstring).
+        self._fresh: deque[SpooledEvent] = deque()
+        self._fresh_bytes = 0
+        self._caught_up = False  # everything unsent in the spool is in _fresh
+        self._overflows = 0  # times _fresh was dropped for its size
+        self._sent_upto = 0  # the highest spool id published in this pass
+        self._sending_on: AbstractExchange | None = None
+        self._confirmed: list[int] = []  # confirmed, not yet deleted from the spool
         # Counters for logs and tests.
         self.published = 0
         self.failures = 0
@@ -78,7 +99,16 @@ class EventPublisher:
     async def emit(self, event: RunEvent) -> None:
         """Write the event to the spool (durable from here on) and have the sender publish it."""
         key = run_event_routing_key(self._machine_id, str(event.run_id), event.kind)
-        await self._spool.append(event, key)
+        async with self._append_lock:  # hand events over in the order their ids were given
+            spooled = await self._spool.append(event, key)
+            self._fresh.append(spooled)
+            self._fresh_bytes += len(spooled.body)
+        if self._fresh_bytes > FRESH_MAX_BYTES:
+            # The sender is far behind (the broker is away): the spool alone keeps these.
+            self._fresh.clear()
+            self._fresh_bytes = 0
+            self._caught_up = False
+            self._overflows += 1
         self._kick()
 
     async def wait_sent(self, within: float) -> bool:
@@ -99,6 +129,11 @@ class EventPublisher:
     def _kick(self) -> None:
         self._wake.set()
 
+    def _rewind(self) -> None:
+        """Send from the oldest event in the spool on the next pass."""
+        self._caught_up = False
+        self._sent_upto = 0
+
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
@@ -106,10 +141,14 @@ class EventPublisher:
             exchange = self._exchange
             if exchange is None:
                 continue
+            if exchange is not self._sending_on:
+                self._sending_on = exchange
+                self._rewind()  # a new connection: replay what the spool holds
             if await self._send_all(exchange):
                 self._backoff.reset()
                 self._idle.set()
             else:
+                self._rewind()
                 self.failures += 1
                 delay = self._backoff.next_delay()
                 if self._retry is not None:
@@ -117,29 +156,59 @@ class EventPublisher:
                 self._retry = asyncio.get_running_loop().call_later(delay, self._kick)
 
     async def _send_all(self, exchange: AbstractExchange) -> bool:
-        """One pass over the spool, oldest first; False if a publish failed."""
-        after = 0
-        while True:
-            batch = await self._spool.pending(after, _BATCH)
-            if not batch:
-                return True
-            confirmed: list[int] = []
-            try:
+        """Publish until nothing is left to send; False if a publish failed."""
+        try:
+            while self._exchange is exchange:
+                if self._caught_up:
+                    event = self._next_fresh()
+                    if event is None:
+                        break
+                    await self._publish(exchange, event)
+                    self._sent(event)
+                    if len(self._confirmed) >= _BATCH:  # a steady stream never idles
+                        await self._delete_confirmed()
+                    continue
+                overflows = self._overflows
+                await self._delete_confirmed()  # else the walk would send them again
+                batch = await self._spool.pending(self._sent_upto, _BATCH)
+                if not batch:
+                    # Whatever was appended after that read has been (or will be) handed over,
+                    # unless the handed events were dropped meanwhile.
+                    self._caught_up = overflows == self._overflows
+                    continue
                 for event in batch:
                     await self._publish(exchange, event)
-                    confirmed.append(event.id)
-                    after = event.id
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "run events wait in the spool: publish failed (%s)",
-                    str(exc) or type(exc).__name__,
-                )
-                return False
-            finally:
-                await self._spool.delete(confirmed)
-                self.published += len(confirmed)
+                    self._sent(event)
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "run events wait in the spool: publish failed (%s)",
+                str(exc) or type(exc).__name__,
+            )
+            return False
+        finally:
+            await self._delete_confirmed()
+
+    def _next_fresh(self) -> SpooledEvent | None:
+        """The oldest handed event not yet sent (one the spool walk sent is dropped)."""
+        while self._fresh:
+            event = self._fresh.popleft()
+            self._fresh_bytes -= len(event.body)
+            if event.id > self._sent_upto:
+                return event
+        return None
+
+    def _sent(self, event: SpooledEvent) -> None:
+        self._sent_upto = event.id
+        self._confirmed.append(event.id)
+        self.published += 1
+
+    async def _delete_confirmed(self) -> None:
+        if self._confirmed:
+            confirmed, self._confirmed = self._confirmed, []
+            await self._spool.delete(confirmed)
 
     async def _publish(self, exchange: AbstractExchange, event: SpooledEvent) -> None:
         message = aio_pika.Message(

@@ -81,14 +81,22 @@ async def _git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
 async def prepare_run_folder(execution_root: Path, job: RunJob, repo: Path | None) -> RunFolder:
     """Make the run's folder (and worktree), and write its skill files."""
     subject = subject_folder(execution_root, job)
+    if repo is None:
+        # The plain folder and its skill files in one trip to a thread: it precedes every spawn.
+        def make() -> list[str]:
+            subject.mkdir(parents=True, exist_ok=True)
+            return write_skills(subject, job.runtime, job.skills)
+
+        try:
+            written = await asyncio.to_thread(make)
+        except OSError as exc:
+            raise WorkspaceError(f"cannot create the run folder: {exc.strerror}") from None
+        return RunFolder(path=subject, written=written)
     try:
         await asyncio.to_thread(subject.mkdir, parents=True, exist_ok=True)
     except OSError as exc:
         raise WorkspaceError(f"cannot create the run folder: {exc.strerror}") from None
-    if repo is None:
-        folder = RunFolder(path=subject)
-    else:
-        folder = await _worktree(repo, subject / f"run-{job.run_id}", job)
+    folder = await _worktree(repo, subject / f"run-{job.run_id}", job)
     written = await asyncio.to_thread(write_skills, folder.path, job.runtime, job.skills)
     return RunFolder(path=folder.path, branch=folder.branch, base=folder.base, written=written)
 

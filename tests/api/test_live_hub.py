@@ -1,0 +1,90 @@
+"""Live fan-out between server processes: a committed change reaches this process's subscribers
+at once and exactly once (not again when its own broadcast comes back), reaches another
+process's subscribers through `tama.live`, and a rolled-back change reaches nobody."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from taskmachine.db import SessionFactory, create_engine, create_session_factory
+from taskmachine.domain.events import emit
+from taskmachine.live import LiveHub
+from taskmachine.settings import Settings
+
+
+@contextlib.asynccontextmanager
+async def server_process(
+    settings: Settings, *, broker: bool = True
+) -> AsyncIterator[tuple[LiveHub, SessionFactory]]:
+    """What one server process has: its hub (on the broker), bound to its own session class."""
+    engine = create_engine(settings)
+    hub = LiveHub()
+    session_class = type("ProcessSession", (Session,), {})
+    hub.bind(session_class)
+    await hub.start(settings.amqp_url if broker else None)
+    try:
+        yield hub, create_session_factory(engine, session_class)
+    finally:
+        await hub.stop()
+        await engine.dispose()
+
+
+async def change(
+    factory: SessionFactory, topic: str, payload: dict[str, Any], *, keep: bool
+) -> None:
+    async with factory() as session:
+        await session.execute(sa.text("SELECT 1"))
+        emit(session, topic, payload)
+        if keep:
+            await session.commit()
+        else:
+            await session.rollback()
+
+
+async def drain(queue: asyncio.Queue[dict[str, Any]], settle: float = 0.5) -> list[dict[str, Any]]:
+    """What arrives until nothing more comes for `settle` seconds."""
+    got = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            got.append(await asyncio.wait_for(queue.get(), settle))
+    return got
+
+
+async def test_a_commit_reaches_local_subscribers_once_and_other_processes_through_the_broker(
+    broker_settings: Settings,
+) -> None:
+    async with (
+        server_process(broker_settings) as (here, here_db),
+        server_process(broker_settings) as (there, _),
+        here.subscribe("run.r1") as mine,
+        there.subscribe("run.r1") as theirs,
+        there.subscribe("run.other") as elsewhere,
+    ):
+        await change(here_db, "run.r1", {"seq": 1}, keep=True)
+        # Delivered in the commit itself, before any broker round trip.
+        assert mine.get_nowait() == {"seq": 1}
+        await change(here_db, "run.r1", {"seq": 2}, keep=True)
+        await change(here_db, "run.r1", {"seq": 3}, keep=False)
+        await change(here_db, "run.r1", {"seq": 4}, keep=True)
+
+        assert [p["seq"] for p in await drain(theirs)] == [1, 2, 4]
+        # The broadcast came back to this process too, and was skipped: no duplicates.
+        assert [p["seq"] for p in await drain(mine)] == [2, 4]
+        assert elsewhere.empty()
+
+
+async def test_without_a_broker_a_commit_fans_out_inside_the_process(settings: Settings) -> None:
+    assert not settings.broker_enabled
+    async with (
+        server_process(settings, broker=False) as (hub, factory),
+        hub.subscribe("run.r1") as queue,
+    ):
+        await change(factory, "run.r1", {"seq": 1}, keep=False)
+        await change(factory, "run.r1", {"seq": 2}, keep=True)
+        assert [p["seq"] for p in await drain(queue, 0.2)] == [2]
