@@ -12,18 +12,16 @@ from __future__ import annotations
 import logging
 import uuid
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from taskmachine.db import SessionFactory
-from taskmachine.dispatcher.link import PUBLISH_TIMEOUT, BrokerLink
+from taskmachine.dispatcher.link import BrokerLink
 from taskmachine.domain import runs as run_domain
 from taskmachine.metrics import Metrics
 from taskmachine.settings import Settings
-from taskmachine.wire import topology
 from taskmachine.wire.control import ClaimAnswer, ClaimOutcome
 from taskmachine.wire.errors import WireError
-from taskmachine.wire.runs import RunClaim, parse_claim
+from taskmachine.wire.runs import RunClaim
 from taskmachine.wire.topology import EventRoutingKey
 
 log = logging.getLogger("taskmachine.claims")
@@ -47,7 +45,7 @@ class ClaimDesk:
 
     async def handle(self, key: EventRoutingKey, message: AbstractIncomingMessage) -> None:
         try:
-            claim = parse_claim(message.body)
+            claim = RunClaim.parse(message.body)
         except WireError as exc:
             log.warning("claim dead-lettered: %s", exc, extra={"routing_key": message.routing_key})
             await message.reject(requeue=False)
@@ -85,12 +83,4 @@ class ClaimDesk:
             outcome=outcome,
             reason=REFUSED if outcome == "refused" else None,
         )
-        await self.link.topology.control.publish(
-            aio_pika.Message(
-                answer.model_dump_json().encode(),
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
-            ),
-            routing_key=topology.machine_routing_key(machine_id),
-            timeout=PUBLISH_TIMEOUT,
-        )
+        await self.link.publish_control(machine_id, answer, persistent=False)

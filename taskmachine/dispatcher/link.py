@@ -56,12 +56,19 @@ class BrokerLink:
         }
         return exchanges[name]
 
-    async def publish_control(self, machine_id: str, message: WireMessage) -> None:
+    async def publish_control(
+        self, machine_id: str, message: WireMessage, *, persistent: bool = True
+    ) -> None:
+        """To one machine's control queue. Transient (`persistent=False`) for what is worth
+        nothing after a broker restart, like a claim's answer: no wait for the broker's disk."""
+        mode = (
+            aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT
+        )
         await self.topology.control.publish(
             aio_pika.Message(
                 message.model_dump_json().encode(),
                 content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                delivery_mode=mode,
             ),
             routing_key=topology.machine_routing_key(machine_id),
             mandatory=True,

@@ -53,6 +53,4 @@ def parse_control(body: bytes) -> UpdateRequest | CancelRun | ClaimAnswer:
     try:
         return _adapter.validate_json(body, strict=True)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise WireError(f"control message: {where}: {first['msg']}") from None
+        raise WireError.first_of("control message", exc) from None

@@ -118,18 +118,6 @@ class RunClaim(WireMessage):
     claim_id: uuid.UUID
 
 
-_claim_adapter: TypeAdapter[RunClaim] = TypeAdapter(RunClaim)
-
-
-def parse_claim(body: bytes) -> RunClaim:
-    try:
-        return _claim_adapter.validate_json(body, strict=True)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise WireError(f"run claim: {where}: {first['msg']}") from None
-
-
 RunEvent = Annotated[RunStarted | RunOutput | RunFinished, Field(discriminator="kind")]
 _event_adapter: TypeAdapter[RunStarted | RunOutput | RunFinished] = TypeAdapter(RunEvent)
 
@@ -138,6 +126,4 @@ def parse_run_event(body: bytes) -> RunStarted | RunOutput | RunFinished:
     try:
         return _event_adapter.validate_json(body, strict=True)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise WireError(f"run event: {where}: {first['msg']}") from None
+        raise WireError.first_of("run event", exc) from None
