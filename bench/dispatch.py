@@ -46,7 +46,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -60,6 +60,7 @@ from gql.transport.websockets import WebsocketsTransport
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskmachine import models as m
+from taskmachine.daemon.approval import credentials_from
 from taskmachine.daemon.config import MachineConfig, save_config
 from taskmachine.dispatcher.service import Dispatcher
 from taskmachine.domain import people
@@ -339,19 +340,15 @@ async def tama_daemon(
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """`tama daemon` as its own process, configured as `tama setup` would leave it."""
     home = workdir / "tama-home"
-    cfg = MachineConfig(
-        api_url=server.url,
-        machine_id=creds["machineId"],
-        machine_name=creds["machineName"],
-        amqp_url=creds["amqpUrl"],
-        access_token=creds["accessToken"],
-        access_token_expires_at=datetime.fromisoformat(creds["accessTokenExpiresAt"]),
-        refresh_token=creds["refreshToken"],
-        execution_root=workdir / "work",
-        state_dir=workdir / "state",
-        runtime_paths={"claude": FAKE_CLI},
-        heartbeat_interval_seconds=1.0,
-        max_concurrency=capacity,
+    cfg = credentials_from(creds).apply_to(
+        MachineConfig(
+            execution_root=workdir / "work",
+            state_dir=workdir / "state",
+            runtime_paths={"claude": FAKE_CLI},
+            heartbeat_interval_seconds=1.0,
+            max_concurrency=capacity,
+        ),
+        server.url,
     )
     save_config(cfg, home / "config.json")
     process = await asyncio.create_subprocess_exec(

@@ -169,12 +169,15 @@ class RunningServer:
         return str(secret)
 
 
-async def start_server(settings: Settings, options: ServerOptions | None = None) -> RunningServer:
+async def start_server(
+    settings: Settings, options: ServerOptions | None = None, *, port: int = 0
+) -> RunningServer:
+    """The app under uvicorn in this loop, on `port` (0: any free one)."""
     app = create_app(settings, options or ServerOptions(migrate_on_start=False))
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
-        port=0,
+        port=port,
         log_config=None,
         lifespan="on",
         ws_max_size=settings.max_body_bytes,

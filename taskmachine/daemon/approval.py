@@ -109,7 +109,8 @@ async def request_approval(client: ApiClient, name: str) -> Ticket:
     )
 
 
-def _credentials(raw: dict[str, Any]) -> Credentials:
+def credentials_from(raw: dict[str, Any]) -> Credentials:
+    """The `credentials` of an approved `pollMachineApproval`, as the API returns them."""
     return Credentials(
         machine_id=uuid.UUID(str(raw["machineId"])),
         machine_name=str(raw["machineName"]),
@@ -151,7 +152,7 @@ async def wait_for_decision(
             raw = poll.get("credentials")
             if not raw:
                 raise ApiError("approved, but the credentials were already collected")
-            return Outcome("APPROVED", _credentials(raw))
+            return Outcome("APPROVED", credentials_from(raw))
         if status == "DENIED":
             return Outcome("DENIED")
         if status == "EXPIRED":

@@ -27,11 +27,17 @@ EventHandler = Callable[[EventRoutingKey, AbstractIncomingMessage], Awaitable[No
 
 
 class RunEventQueue:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        handlers: dict[str, EventHandler] | None = None,
+        default: EventHandler | None = None,
+    ) -> None:
         self.metrics = metrics
         # By routing-key kind ("claim", …); `default` takes the rest.
-        self.handlers: dict[str, EventHandler] = {}
-        self.default: EventHandler | None = None
+        self.handlers = handlers or {}
+        self.default = default
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
         metrics.describe("taskmachine_events_rejected_total", "counter", "Events dead-lettered.")

@@ -3,7 +3,7 @@ scheduler, outbox relay, sweeper."""
 
 from __future__ import annotations
 
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from taskmachine.dispatcher.broker_admin import BrokerAdmin
 from taskmachine.dispatcher.claims import ClaimDesk
@@ -35,46 +35,27 @@ class Dispatcher:
         self.scheduler: Scheduler | None = None
         self.relay: Relay | None = None
         self.run_events: RunEvents | None = None
-        self._ingest_channel: AbstractChannel | None = None
-        self._events_channel: AbstractChannel | None = None
-        self._claims_channel: AbstractChannel | None = None
 
     async def start(self, state: AppState) -> None:
         settings = state.settings
         self.link = BrokerLink(settings.amqp_url, BrokerAdmin.from_settings(settings))
         await self.link.start()
         state.services["broker"] = self.link
-        assert self.link.connection is not None
-        # Each consumer gets a channel of its own: one's prefetch must not throttle the other,
-        # nor publishing.
-        self._ingest_channel = await self.link.connection.channel()
+        topology = self.link.topology
         # Deep enough that the next batches are parsed while one is written (a batch is acked
         # only once it commits).
-        await self._ingest_channel.set_qos(
-            prefetch_count=settings.heartbeat_batch_size * HEARTBEAT_PREFETCH_BATCHES
+        ingest_channel = await self._channel(
+            settings.heartbeat_batch_size * HEARTBEAT_PREFETCH_BATCHES
         )
         self.ingest = HeartbeatIngest(settings, state.session_factory, state.metrics)
         state.services["ingest"] = self.ingest
-        await self.ingest.start(self._ingest_channel, self.link.topology.server_heartbeats.name)
+        await self.ingest.start(ingest_channel, topology.server_heartbeats.name)
         self.run_events = RunEvents(state.session_factory, state.hub)
-        self._events_channel = await self.link.connection.channel()
-        await self._events_channel.set_qos(prefetch_count=RUN_EVENTS_PREFETCH)
-        events = await self._events_channel.get_queue(
-            self.link.topology.server_events.name, ensure=False
-        )
-        self.events = RunEventQueue(state.metrics)
-        self.events.default = self.run_events.handle
-        await self.events.start(events)
-        self._claims_channel = await self.link.connection.channel()
-        await self._claims_channel.set_qos(prefetch_count=RUN_EVENTS_PREFETCH)
-        claims = await self._claims_channel.get_queue(
-            self.link.topology.server_claims.name, ensure=False
-        )
-        self.claims = RunEventQueue(state.metrics)
-        self.claims.handlers["claim"] = ClaimDesk(
-            settings, state.session_factory, self.link, state.metrics
-        ).handle
-        await self.claims.start(claims)
+        self.events = RunEventQueue(state.metrics, default=self.run_events.handle)
+        await self.events.start(await self._queue(topology.server_events.name))
+        desk = ClaimDesk(settings, state.session_factory, self.link, state.metrics)
+        self.claims = RunEventQueue(state.metrics, handlers={"claim": desk.handle})
+        await self.claims.start(await self._queue(topology.server_claims.name))
         self.relay = Relay(state.session_factory, self.link, state.hasher, state.hub, state.metrics)
         state.services["relay"] = self.relay
         await self.relay.start()
@@ -85,6 +66,19 @@ class Dispatcher:
         state.services["sweeper"] = self.sweeper
         if self.run_sweeper:
             await self.sweeper.start()
+
+    async def _channel(self, prefetch: int) -> AbstractChannel:
+        # Each consumer gets a channel of its own: one's prefetch must not throttle another's,
+        # nor publishing.
+        assert self.link is not None and self.link.connection is not None
+        channel = await self.link.connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+    async def _queue(self, name: str) -> AbstractQueue:
+        """A run-event queue, on a channel of its own."""
+        channel = await self._channel(RUN_EVENTS_PREFETCH)
+        return await channel.get_queue(name, ensure=False)
 
     async def stop(self) -> None:
         if self.sweeper is not None:

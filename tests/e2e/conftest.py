@@ -8,12 +8,12 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from taskmachine.daemon.approval import credentials_from
 from taskmachine.daemon.config import MachineConfig, save_config
 from taskmachine.daemon.daemon import Daemon
 from tests.adapters.conftest import CLI_BIN
@@ -76,18 +76,14 @@ async def system(
         )
         who = await owner(machine_server)
         creds = await connect_machine(machine_server, who, "e2e-box")
-        cfg = MachineConfig(
-            api_url=machine_server.url,
-            machine_id=creds["machineId"],
-            machine_name=creds["machineName"],
-            amqp_url=creds["amqpUrl"],
-            access_token=creds["accessToken"],
-            access_token_expires_at=datetime.fromisoformat(creds["accessTokenExpiresAt"]),
-            refresh_token=creds["refreshToken"],
-            execution_root=tmp_path / "work",
-            state_dir=tmp_path / "state",
-            runtime_paths={"claude": CLI_BIN / "claude", "codex": CLI_BIN / "codex"},
-            heartbeat_interval_seconds=0.5,
+        cfg = credentials_from(creds).apply_to(
+            MachineConfig(
+                execution_root=tmp_path / "work",
+                state_dir=tmp_path / "state",
+                runtime_paths={"claude": CLI_BIN / "claude", "codex": CLI_BIN / "codex"},
+                heartbeat_interval_seconds=0.5,
+            ),
+            machine_server.url,
         )
         save_config(cfg)
         daemon = Daemon(cfg)

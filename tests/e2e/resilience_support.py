@@ -21,23 +21,22 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
-import uvicorn
 
+from taskmachine.daemon.approval import credentials_from
 from taskmachine.daemon.config import MachineConfig, load_config, save_config
 from taskmachine.daemon.daemon import Daemon
 from taskmachine.dispatcher.broker_admin import BrokerAdmin
 from taskmachine.dispatcher.service import Dispatcher
 from taskmachine.schema.state import AppState
-from taskmachine.server import ServerOptions, create_app
+from taskmachine.server import ServerOptions
 from taskmachine.settings import Settings
 from taskmachine.wire import topology
-from tests.conftest import RunningServer, stop_server
+from tests.conftest import RunningServer, start_server, stop_server
 from tests.machine.proxy import BrokerProxy
 from tests.machines.support import Owner, connect_machine, eventually, owner
 
@@ -179,25 +178,8 @@ async def start_server_on(
         if ingest
         else IngestDownDispatcher()
     )
-    app = create_app(settings, ServerOptions(migrate_on_start=False, components=[dispatcher]))
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        lifespan="on",
-        ws_max_size=settings.max_body_bytes,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("server did not start")
-        await asyncio.sleep(0.01)
-    running = RunningServer(server, app, settings)
-    running.task = task  # type: ignore[attr-defined]
-    return running
+    options = ServerOptions(migrate_on_start=False, components=[dispatcher])
+    return await start_server(settings, options, port=port)
 
 
 def with_port(amqp_url: str, port: int) -> str:
@@ -423,20 +405,16 @@ async def build_rig(
         await proxy.up()
         amqp_url = with_port(amqp_url, proxy.port)
     repo = await make_repo(tmp_path / "repo")
-    config = MachineConfig(
-        api_url=server.url,
-        machine_id=creds["machineId"],
-        machine_name=creds["machineName"],
-        amqp_url=amqp_url,
-        access_token=creds["accessToken"],
-        access_token_expires_at=datetime.fromisoformat(creds["accessTokenExpiresAt"]),
-        refresh_token=creds["refreshToken"],
-        execution_root=home / "work",
-        state_dir=home / "state",
-        runtime_paths={"claude": fake},
-        workspace_repos={uuid.UUID(who.workspace_id): repo},
-        heartbeat_interval_seconds=0.5,
-        max_concurrency=2,
+    config = credentials_from({**creds, "amqpUrl": amqp_url}).apply_to(
+        MachineConfig(
+            execution_root=home / "work",
+            state_dir=home / "state",
+            runtime_paths={"claude": fake},
+            workspace_repos={uuid.UUID(who.workspace_id): repo},
+            heartbeat_interval_seconds=0.5,
+            max_concurrency=2,
+        ),
+        server.url,
     )
     save_config(config)
     daemon: DaemonHandle = (
