@@ -24,8 +24,11 @@ Each machine beats several times a second here (rate / N): a fleet of rate x 10 
 send the same stream. N defaults to the server's batch size, so a full batch holds as many
 distinct machines (and rows to write) as a real fleet's would.
 
-The last line is one JSON object: heartbeats_per_s and api_p99_ms are the SQLite server's best
-step (highest ingest rate) and the API p99 measured during that step.
+The last line is one JSON object (SQLite, the embedded default, unsuffixed): heartbeats_per_s is
+the server's best step (highest ingest rate, its capacity); api_p99_ms is the API's p99 during the
+step that offered the target's 2,000/s, and api_p99_ms_at_capacity the p99 during the best step.
+The verdict is the target's: at least 2,000/s ingested, and the API's p99 under 100 ms while
+2,000/s come in.
 
     .venv/bin/python bench/heartbeats.py [--machines 500] [--rates 1000,2000,3000,4000,6000,8000]
         [--window 15] [--backends sqlite,postgres] [--daemon-seconds 45] [--publishers 2]
@@ -414,10 +417,15 @@ class ApiProbe:
     def __init__(self, client: httpx.AsyncClient, workspace_id: str) -> None:
         self.client = client
         self.workspace_id = workspace_id
-        self.samples: list[tuple[float, float]] = []
+        # (when, milliseconds, which page)
+        self.samples: list[tuple[float, float, str]] = []
+
+    @staticmethod
+    def page(i: int) -> str:
+        return "fleet" if i % 2 == 0 else "board"
 
     async def one(self, i: int) -> None:
-        query = MACHINES if i % 2 == 0 else BOARD
+        query = MACHINES if self.page(i) == "fleet" else BOARD
         response = await self.client.post(
             "/graphql", json={"query": query, "variables": {"w": self.workspace_id}}
         )
@@ -432,12 +440,26 @@ class ApiProbe:
             started = time.perf_counter()
             await self.one(i)
             elapsed = time.perf_counter() - started
-            self.samples.append((loop.time(), elapsed * 1000))
+            self.samples.append((loop.time(), elapsed * 1000, self.page(i)))
             i += 1
             await asyncio.sleep(max(0.0, API_EVERY_SECONDS - elapsed))
 
-    def between(self, start: float, end: float) -> list[float]:
-        return [ms for at, ms in self.samples if start <= at <= end]
+    def between(self, start: float, end: float, page: str | None = None) -> list[float]:
+        return [
+            ms
+            for at, ms, kind in self.samples
+            if start <= at <= end and (page is None or kind == page)
+        ]
+
+    def by_page(self, start: float, end: float) -> str:
+        """p50/p99 of each page on its own (which one makes the tail)."""
+        parts = []
+        for page in ("fleet", "board"):
+            samples = self.between(start, end, page)
+            if samples:
+                p50, p99 = p50_p99(samples)
+                parts.append(f"{page} page p50 {p50:.1f} / p99 {p99:.1f} ms (n={len(samples)})")
+        return "      API by page: " + ", ".join(parts)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -559,6 +581,8 @@ async def staircase(
             )
             steps.append(step)
             print(step.row(), flush=True)
+            if probe:
+                print(probe.by_page(t0, t1), flush=True)
             if step.behind or step.load_limited:
                 break
     finally:
@@ -570,6 +594,11 @@ async def staircase(
 
 def best(steps: list[Step]) -> Step:
     return max(steps, key=lambda s: s.ingested_per_s)
+
+
+def at_rate(steps: list[Step], rate: int) -> Step:
+    """The step that offered `rate` (or the first above it; the last step if none did)."""
+    return next((s for s in steps if s.offered >= rate), steps[-1])
 
 
 # --- the server ---------------------------------------------------------------------------
@@ -1065,14 +1094,25 @@ def report(floor: list[Step], results: list[BackendResult], machines: int) -> di
     figures: dict[str, float] = {}
     for result in results:
         top = best(result.steps)
-        p50, p99 = p50_p99(top.api_ms)
+        # The target is a rate and a latency together: the API's p99 while 2,000/s come in
+        # (the step offering that rate), beside the capacity (the best step) and its p99.
+        at_target = at_rate(result.steps, TARGET_PER_S)
+        p50, p99 = p50_p99(at_target.api_ms)
+        top50, top99 = p50_p99(top.api_ms)
         idle50, idle99 = p50_p99(result.idle_api_ms)
-        ok = top.ingested_per_s >= TARGET_PER_S and p99 < TARGET_API_P99_MS
+        ok = (
+            top.ingested_per_s >= TARGET_PER_S
+            and not at_target.behind
+            and at_target.ingested_per_s >= 0.95 * TARGET_PER_S
+            and p99 < TARGET_API_P99_MS
+        )
         print(
-            f"  {result.backend}: {top.ingested_per_s:.0f} heartbeats/s ingested "
-            f"(floor {floor_best.ingested_per_s:.0f}/s), API p50 {p50:.1f} ms p99 {p99:.1f} ms "
-            f"meanwhile (floor, no load: p50 {idle50:.1f} ms p99 {idle99:.1f} ms); "
-            f"{verdict(ok)} ≥ {TARGET_PER_S}/s with p99 < {TARGET_API_P99_MS:.0f} ms"
+            f"  {result.backend}: {top.ingested_per_s:.0f} heartbeats/s ingested at most "
+            f"(floor {floor_best.ingested_per_s:.0f}/s), API p50 {top50:.1f} ms p99 {top99:.1f} ms "
+            f"there; at {at_target.offered}/s offered: {at_target.ingested_per_s:.0f}/s ingested, "
+            f"API p50 {p50:.1f} ms p99 {p99:.1f} ms (floor, no load: p50 {idle50:.1f} ms "
+            f"p99 {idle99:.1f} ms); {verdict(ok)} ≥ {TARGET_PER_S}/s with p99 < "
+            f"{TARGET_API_P99_MS:.0f} ms"
         )
         per_beat = result.cpu_ms_per_heartbeat(top)
         print(
@@ -1085,6 +1125,7 @@ def report(floor: list[Step], results: list[BackendResult], machines: int) -> di
         figures[f"heartbeats_per_s{suffix}"] = round(top.ingested_per_s)
         figures[f"api_p99_ms{suffix}"] = round(p99, 1)
         figures[f"api_p50_ms{suffix}"] = round(p50, 1)
+        figures[f"api_p99_ms_at_capacity{suffix}"] = round(top99, 1)
         figures[f"floor_api_p50_ms{suffix}"] = round(idle50, 1)
         figures[f"floor_api_p99_ms{suffix}"] = round(idle99, 1)
         figures[f"server_cpu_pct{suffix}"] = round(top.cpu["server"])

@@ -6,6 +6,14 @@ for a change that rolled back. This process's own subscribers get an event right
 order, without waiting for a broker round trip. With a broker, the event is also published to the
 `tama.live` topic exchange, stamped with this hub's origin id, and every process consumes its own
 exclusive queue, so any process can serve any subscription; a hub skips its own echo.
+
+A writer that knows its change will commit (transcript output from the run's holder, see
+`taskmachine.dispatcher.run_events`) may hand it to this process's subscribers ahead of the commit
+with `deliver_early`. Until the writer calls `settle_early`, the event stays in a pending buffer
+that every new subscription of its topic starts with, so a subscriber that joins meanwhile and
+reads what is stored misses nothing. Other processes still get it only after the commit: the
+writer puts it under `EARLY_KEY` on the session instead of emitting it, and the after-commit hook
+publishes it to `tama.live` without delivering it here again.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aio_pika
@@ -29,8 +37,12 @@ log = logging.getLogger(__name__)
 
 LIVE_EXCHANGE = "tama.live"
 SUBSCRIBER_QUEUE_SIZE = 10_000
+# Session info key: events delivered here early (`deliver_early`) that only other processes
+# still need once the transaction commits.
+EARLY_KEY = "taskmachine.live.early"
 
 Event = tuple[str, dict[str, Any]]
+Watcher = Callable[[str, dict[str, Any]], None]
 
 
 class LiveHub:
@@ -44,6 +56,10 @@ class LiveHub:
         self.origin = uuid.uuid4().hex
         # In-process workers woken after a commit that concerns them ("dispatch", "relay"…).
         self.kicks: dict[str, asyncio.Event] = {}
+        # Per topic, events delivered ahead of their commit, not yet settled, in delivery order.
+        self._early: dict[str, list[dict[str, Any]]] = {}
+        # Told of every committed event (this process's and other processes').
+        self._watchers: list[Watcher] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -77,11 +93,15 @@ class LiveHub:
                 self._deliver(topic, payload)
                 if self._exchange is not None:
                     self._outgoing.put_nowait((topic, payload))
+            for topic, payload in session.info.pop(EARLY_KEY, []):
+                if self._exchange is not None:  # delivered here already
+                    self._outgoing.put_nowait((topic, payload))
             for name in session.info.pop(KICK_KEY, ()):
                 self.kick(name)
 
         def after_rollback(session: Session) -> None:
             session.info.pop(PENDING_KEY, None)
+            session.info.pop(EARLY_KEY, None)
             session.info.pop(KICK_KEY, None)
 
         event.listen(session_class, "after_commit", after_commit)
@@ -122,19 +142,53 @@ class LiveHub:
         self._deliver(message.routing_key or "", payload)
 
     def _deliver(self, topic: str, payload: dict[str, Any]) -> None:
+        for watcher in self._watchers:
+            watcher(topic, payload)
+        self._fan_out(topic, payload)
+
+    def _fan_out(self, topic: str, payload: dict[str, Any]) -> None:
         for queue in self._subscribers.get(topic, ()):
             try:
                 queue.put_nowait(payload)
             except asyncio.QueueFull:
                 log.warning("slow subscriber dropped an event", extra={"topic": topic})
 
+    def watch(self, watcher: Watcher) -> None:
+        """Call `watcher(topic, payload)` for every committed event, before subscribers get it."""
+        self._watchers.append(watcher)
+
+    # -- ahead of the commit ---------------------------------------------------------------
+
+    def deliver_early(self, topic: str, payload: dict[str, Any]) -> None:
+        """Hand an event of a transaction still in progress to this process's subscribers now.
+        Only for a change the caller knows will commit, or be retried with the same identity
+        (subscribers must tell a repeat by its payload); settle it with `settle_early` once the
+        transaction is over, committed or not."""
+        self._early.setdefault(topic, []).append(payload)
+        self._fan_out(topic, payload)
+
+    def settle_early(self, topic: str, payloads: list[dict[str, Any]]) -> None:
+        """The transaction behind these early events is over: new subscribers no longer start
+        with them (committed, they read them from the database)."""
+        pending = self._early.get(topic)
+        if pending is None:
+            return
+        settled = {id(payload) for payload in payloads}
+        pending[:] = [payload for payload in pending if id(payload) not in settled]
+        if not pending:
+            del self._early[topic]
+
     # -- subscribing -----------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def subscribe(self, *topics: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        """A queue of the topics' events from now on. It starts with the events delivered ahead
+        of a commit that is still in progress, which a read of the database would miss."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SUBSCRIBER_QUEUE_SIZE)
         for topic in topics:
             self._subscribers.setdefault(topic, set()).add(queue)
+            for payload in self._early.get(topic, ()):
+                queue.put_nowait(payload)
         try:
             yield queue
         finally:

@@ -39,6 +39,7 @@ from taskmachine.auth.tokens import TokenHasher, load_pepper
 from taskmachine.db import create_engine, create_session_factory
 from taskmachine.domain import people
 from taskmachine.domain.errors import DomainError
+from taskmachine.foreground import Foreground
 from taskmachine.live import LiveHub
 from taskmachine.mailer import Mailer
 from taskmachine.metrics import Metrics
@@ -133,12 +134,16 @@ class TaskMachineGraphQL(GraphQL[Context, None]):
 
 
 class RequestGuard:
-    """Refuses oversized bodies before anything parses them, and times every request."""
+    """Refuses oversized bodies before anything parses them, times every request, and counts
+    the GraphQL requests in flight (background work steps aside for them)."""
 
-    def __init__(self, app: ASGIApp, max_body: int, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body: int, metrics: Metrics, foreground: Foreground
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.metrics = metrics
+        self.foreground = foreground
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,6 +151,25 @@ class RequestGuard:
             return
         started = time.perf_counter()
         status_holder = {"status": 500}
+        counted = scope["path"] == "/graphql"
+        if counted:
+            self.foreground.enter()
+        try:
+            await self._guard(scope, receive, send, status_holder)
+        finally:
+            if counted:
+                self.foreground.leave()
+        path = scope["path"] if scope["path"] in ("/graphql", "/healthz", "/metrics") else "other"
+        self.metrics.inc(
+            "taskmachine_http_requests_total", path=path, status=str(status_holder["status"])
+        )
+        self.metrics.observe(
+            "taskmachine_http_request_seconds", time.perf_counter() - started, path=path
+        )
+
+    async def _guard(
+        self, scope: Scope, receive: Receive, send: Send, status_holder: dict[str, int]
+    ) -> None:
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -168,13 +192,6 @@ class RequestGuard:
                 await self.app(
                     scope, _replay(body, receive) if reads_body else receive, send_wrapper
                 )
-        path = scope["path"] if scope["path"] in ("/graphql", "/healthz", "/metrics") else "other"
-        self.metrics.inc(
-            "taskmachine_http_requests_total", path=path, status=str(status_holder["status"])
-        )
-        self.metrics.observe(
-            "taskmachine_http_request_seconds", time.perf_counter() - started, path=path
-        )
 
     async def _read(self, receive: Receive) -> tuple[bytes, bool]:
         chunks: list[bytes] = []
@@ -364,5 +381,10 @@ def create_app(settings: Settings, options: ServerOptions | None = None) -> Star
 
     app = Starlette(routes=_routes(state, graphql), lifespan=lifespan)
     app.state.taskmachine = state
-    app.add_middleware(RequestGuard, max_body=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        RequestGuard,
+        max_body=settings.max_body_bytes,
+        metrics=metrics,
+        foreground=state.foreground,
+    )
     return app

@@ -7,7 +7,10 @@ from taskmachine.settings import Settings
 
 
 def default_options(settings: Settings) -> ServerOptions:
-    components: list[Component] = []
+    from taskmachine.collector import PacedCollector
+
+    # First, so the other components' start-up garbage is collected the paced way too.
+    components: list[Component] = [PacedCollector()]
     if settings.broker_enabled:
         from taskmachine.dispatcher.service import Dispatcher
 

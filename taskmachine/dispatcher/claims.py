@@ -4,11 +4,13 @@ The same conditional update as the `claimRun` mutation (taskmachine.domain.runs.
 an HTTP request, a token check and a GraphQL document per job: the sender is the broker-checked
 `user_id`, already matched to the routing key by RunEventQueue. The answer is transient (a lost
 one makes the daemon ask again, and the machine holding a claim is told yes again). A claim
-whose body is malformed or names another run is dead-lettered.
+whose body is malformed or names another run is dead-lettered. Claims that queue up while a
+transaction runs are decided together in the next one (one conditional update for all).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
@@ -27,6 +29,10 @@ from taskmachine.wire.topology import EventRoutingKey
 log = logging.getLogger("taskmachine.claims")
 
 REFUSED = "not dispatched to you, or already claimed"
+# Claims decided in one transaction at most.
+MAX_BATCH = 128
+
+_Claim = tuple[uuid.UUID, RunClaim, AbstractIncomingMessage]
 
 
 class ClaimDesk:
@@ -41,6 +47,8 @@ class ClaimDesk:
         self.session_factory = session_factory
         self.link = link
         self.metrics = metrics
+        self._pending: list[_Claim] = []
+        self._worker: asyncio.Task[None] | None = None
         metrics.describe("taskmachine_claims_total", "counter", "Run claims answered, by outcome.")
 
     async def handle(self, key: EventRoutingKey, message: AbstractIncomingMessage) -> None:
@@ -54,26 +62,49 @@ class ClaimDesk:
             log.warning("claim names another run", extra={"routing_key": message.routing_key})
             await message.reject(requeue=False)
             return
-        outcome = await self._decide(uuid.UUID(key.machine_id), claim)
-        try:
-            await self._answer(key.machine_id, claim, outcome)
-        except Exception:
-            # The daemon times out and asks again; an accepted claim is then accepted again.
-            log.warning("claim answer not sent", exc_info=True, extra={"run_id": str(claim.run_id)})
-        self.metrics.inc("taskmachine_claims_total", outcome=outcome)
-        await message.ack()
+        # Decided in batches: what arrives while one batch's transaction runs goes in the next.
+        # Each is acknowledged once its batch is decided and answered.
+        self._pending.append((uuid.UUID(key.machine_id), claim, message))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain(), name="claims")
 
-    async def _decide(self, machine_id: uuid.UUID, claim: RunClaim) -> ClaimOutcome:
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            outcomes = await self._decide(batch)
+            # The answers go out together (their confirms are awaited together).
+            sent = await asyncio.gather(
+                *(
+                    self._answer(str(machine_id), claim, outcome)
+                    for (machine_id, claim, _), outcome in zip(batch, outcomes, strict=True)
+                ),
+                return_exceptions=True,
+            )
+            for (_, claim, message), outcome, error in zip(batch, outcomes, sent, strict=True):
+                if isinstance(error, BaseException):
+                    # The daemon times out and asks again; an accepted claim is accepted again.
+                    log.warning(
+                        "claim answer not sent: %s", error, extra={"run_id": str(claim.run_id)}
+                    )
+                self.metrics.inc("taskmachine_claims_total", outcome=outcome)
+                try:
+                    await message.ack()
+                except Exception:  # the channel is gone: the claim comes back and is answered again
+                    log.warning("claim not acknowledged", extra={"run_id": str(claim.run_id)})
+
+    async def _decide(self, batch: list[_Claim]) -> list[ClaimOutcome]:
         try:
             async with self.session_factory() as session:
-                accepted = await run_domain.claim(
-                    session, machine_id, claim.run_id, claim.attempt, self.settings.lease_seconds
+                accepted = await run_domain.claim_many(
+                    session,
+                    [(machine_id, claim.run_id, claim.attempt) for machine_id, claim, _ in batch],
+                    self.settings.lease_seconds,
                 )
                 await session.commit()
         except Exception:
-            log.exception("claim not decided", extra={"run_id": str(claim.run_id)})
-            return "unavailable"
-        return "accepted" if accepted else "refused"
+            log.exception("claims not decided", extra={"claims": len(batch)})
+            return ["unavailable"] * len(batch)
+        return ["accepted" if ok else "refused" for ok in accepted]
 
     async def _answer(self, machine_id: str, claim: RunClaim, outcome: ClaimOutcome) -> None:
         answer = ClaimAnswer(

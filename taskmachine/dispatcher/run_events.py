@@ -17,14 +17,26 @@ checks that the sender holds the run at that attempt. The run's row is read for 
 burst moves the run, and for share by that insert (PostgreSQL), so appliers in two server
 processes cannot both move it from the same state, nor store output for a holder the other has
 just replaced.
+
+Output reaches this process's subscribers before its commit when that is safe: the burst is
+output only, and its sender and attempt are the holder this process last saw store output for
+the run (remembered after a commit, forgotten on any committed move of the run, here or in
+another process). Such chunks will commit, or the transaction fails and the broker brings them
+back with the same (attempt, seq), which subscribers drop as repeats. Until the transaction is
+over they wait in the hub's pending buffer, where a subscriber that joins meanwhile finds them
+(see `taskmachine.live`). Other processes get them through `tama.live` after the commit, as ever.
+What remains is a move committed elsewhere, not yet seen here, while a chunk is on its way: the
+chunk was shown and is then rejected (the old holder's output just before it lost the run).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from aio_pika.abc import AbstractIncomingMessage
@@ -34,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskmachine.db import SessionFactory
 from taskmachine.domain import runs as run_domain
 from taskmachine.domain.events import emit, run_topic
-from taskmachine.live import LiveHub
+from taskmachine.live import EARLY_KEY, LiveHub
 from taskmachine.models import Run, TranscriptChunk, utcnow
 from taskmachine.models.base import new_id
 from taskmachine.wire.errors import WireError
@@ -45,6 +57,8 @@ log = logging.getLogger("taskmachine.runs")
 
 # Events of one run applied in one transaction at most.
 MAX_BURST = 128
+# Runs whose holder is remembered, at most (the memory is only a shortcut).
+MAX_HOLDERS = 10_000
 
 Verdict = Literal["ack", "reject"]
 _CHUNKS: sa.Table = TranscriptChunk.__table__  # type: ignore[assignment]
@@ -70,6 +84,12 @@ class RunEvents:
         self.hub = hub
         # Per run with a worker: the deliveries waiting for it, in delivery order.
         self._backlog: dict[str, list[_Delivery]] = {}
+        # By run topic: (machine, attempt) that last stored output here, as of that commit.
+        self._holders: dict[str, tuple[uuid.UUID, int]] = {}
+        # By run topic, for an output transaction in progress: whether the run moved meanwhile.
+        self._moved: dict[str, bool] = {}
+        hub.watch(self._on_committed)
+        self.early = 0  # chunks delivered ahead of their commit (for tests and the bench)
 
     async def handle(self, key: EventRoutingKey, message: AbstractIncomingMessage) -> None:
         run_key = _run_key(key.run_id or "")
@@ -145,27 +165,81 @@ class RunEvents:
     ) -> list[Verdict]:
         """Apply one run's events (each with its sender) in one transaction; a verdict for
         each, in order."""
-        async with self.session_factory() as session:
-            outputs = [(sender, e) for sender, e in events if isinstance(e, RunOutput)]
-            if len(outputs) == len(events):
-                verdicts = await _apply_output(session, outputs)
-            else:
+        outputs = [(sender, e) for sender, e in events if isinstance(e, RunOutput)]
+        if len(outputs) != len(events):
+            async with self.session_factory() as session:
                 verdicts = await _apply_moves(session, events)
-            await session.commit()
+                await session.commit()
+            return verdicts
+        topic = run_topic(events[0][1].run_id)
+        chunks = [_Chunk(sender, event) for sender, event in outputs]
+        holder = self._holders.get(topic)
+        early = holder is not None and all((c.sender, c.event.attempt) == holder for c in chunks)
+        if early:
+            for chunk in chunks:
+                self.hub.deliver_early(topic, chunk.payload)
+            self.early += len(chunks)
+            await asyncio.sleep(0)  # subscribers first: the transaction is not on their path
+        self._moved[topic] = False
+        try:
+            async with self.session_factory() as session:
+                verdicts, stored = await _apply_output(session, chunks, early=early)
+                await session.commit()
+                # Remember the holder unless the run moved since this transaction began (a move
+                # committed later forgets it when it commits).
+                if stored is not None and not self._moved[topic]:
+                    if len(self._holders) >= MAX_HOLDERS:
+                        self._holders.clear()
+                    self._holders[topic] = (stored.sender, stored.event.attempt)
+        finally:
+            del self._moved[topic]
+            if early:
+                self.hub.settle_early(topic, [chunk.payload for chunk in chunks])
         return verdicts
+
+    def _on_committed(self, topic: str, payload: dict[str, Any]) -> None:
+        """A committed move of a run (any event on its topic but output) may change its holder."""
+        if payload.get("kind") == "output" or not topic.startswith("run."):
+            return
+        self._holders.pop(topic, None)
+        if topic in self._moved:
+            self._moved[topic] = True
+
+
+class _Chunk:
+    """A transcript chunk on its way in, with what subscribers are (or will be) handed."""
+
+    __slots__ = ("created_at", "event", "payload", "sender")
+
+    def __init__(self, sender: uuid.UUID, event: RunOutput) -> None:
+        self.sender = sender
+        self.event = event
+        self.created_at: datetime = utcnow()
+        self.payload: dict[str, Any] = {
+            "kind": "output",
+            "attempt": event.attempt,
+            "seq": event.seq,
+            "events": event.events,
+            "created_at": self.created_at.isoformat(),
+        }
 
 
 async def _apply_output(
-    session: AsyncSession, events: list[tuple[uuid.UUID, RunOutput]]
-) -> list[Verdict]:
-    """Output only, the usual burst: one statement a chunk, which checks the holder itself."""
+    session: AsyncSession, chunks: list[_Chunk], *, early: bool
+) -> tuple[list[Verdict], _Chunk | None]:
+    """Output only, the usual burst: one statement a chunk, which checks the holder itself.
+    Also returns the last chunk stored, if any. `early`: subscribers here have the chunks
+    already, so only other processes are told at commit."""
     verdicts: list[Verdict] = []
     holder: _Holder | None = None
-    for machine_id, event in events:
-        if await _store_output(session, machine_id, event):
+    stored: _Chunk | None = None
+    for chunk in chunks:
+        if await _store_output(session, chunk, early=early):
             verdicts.append("ack")
+            stored = chunk
             continue
         # Not stored: a re-delivery, an attempt given up on, or a sender without the run.
+        event = chunk.event
         if holder is None:
             row = (
                 await session.execute(
@@ -173,8 +247,8 @@ async def _apply_output(
                 )
             ).one_or_none()
             holder = _Holder(row.machine_id, row.attempt) if row is not None else _Holder(None, 0)
-        verdicts.append(_holder_verdict(holder, machine_id, event.run_id))
-    return verdicts
+        verdicts.append(_holder_verdict(holder, chunk.sender, event.run_id))
+    return verdicts, stored
 
 
 async def _apply_moves(
@@ -192,7 +266,7 @@ async def _apply_moves(
             continue  # not the holder, or an attempt already given up on
         assert run is not None
         if isinstance(event, RunOutput):
-            await _store_output(session, machine_id, event)
+            await _store_output(session, _Chunk(machine_id, event), early=False)
         elif isinstance(event, RunStarted):
             await run_domain.started(session, run)
         else:
@@ -227,42 +301,94 @@ def _holder_verdict(holder: _Holder, machine_id: uuid.UUID, run_id: uuid.UUID) -
     return "ack"
 
 
-async def _store_output(session: AsyncSession, machine_id: uuid.UUID, event: RunOutput) -> bool:
-    """Insert the chunk if the sender holds the run at this attempt and (run, attempt, seq) is
-    not stored yet, and announce it; False if nothing was stored. One statement: the holder
-    check reads the run's row (for share on PostgreSQL, so a concurrent move waits for us)."""
-    created_at = utcnow()
-    columns = _CHUNKS.c
-    holder = (
-        sa.select(
-            sa.literal(new_id(), columns.id.type),
-            Run.id,
-            sa.literal(event.attempt, columns.attempt.type),
-            sa.literal(event.seq, columns.seq.type),
-            sa.literal(event.events, columns.events.type),
-            sa.literal(created_at, columns.created_at.type),
+class _ChunkInsert:
+    """The chunk insert, built and compiled once per dialect: `INSERT … SELECT … ON CONFLICT
+    DO NOTHING RETURNING id`, whose SELECT is the holder check (a row only if the sender holds
+    the run at this attempt; for share on PostgreSQL, so a concurrent move waits for us)."""
+
+    _PARAMS = ("id", "run_id", "attempt", "seq", "events", "created_at", "machine_id")
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        columns = _CHUNKS.c
+        holder = (
+            sa.select(
+                sa.bindparam("id", type_=columns.id.type),
+                Run.id,
+                sa.bindparam("attempt", type_=columns.attempt.type),
+                sa.bindparam("seq", type_=columns.seq.type),
+                sa.bindparam("events", type_=columns.events.type),
+                sa.bindparam("created_at", type_=columns.created_at.type),
+            )
+            .where(
+                Run.id == sa.bindparam("run_id", type_=columns.run_id.type),
+                Run.machine_id == sa.bindparam("machine_id", type_=columns.run_id.type),
+                Run.attempt == sa.bindparam("attempt"),
+            )
+            .with_for_update(read=True)
         )
-        .where(Run.id == event.run_id, Run.machine_id == machine_id, Run.attempt == event.attempt)
-        .with_for_update(read=True)
-    )
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert(_CHUNKS) if dialect == "postgresql" else sqlite.insert(_CHUNKS)
-    statement = (
-        insert.from_select(["id", "run_id", "attempt", "seq", "events", "created_at"], holder)
-        .on_conflict_do_nothing(index_elements=["run_id", "attempt", "seq"])
-        .returning(columns.id)
-    )
-    if await session.scalar(statement) is None:
-        return False
-    emit(
-        session,
-        run_topic(event.run_id),
-        {
-            "kind": "output",
+        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        self.statement = (
+            insert(_CHUNKS)
+            .from_select(["id", "run_id", "attempt", "seq", "events", "created_at"], holder)
+            .on_conflict_do_nothing(index_elements=["run_id", "attempt", "seq"])
+            .returning(columns.id)
+        )
+        # For SQLite, the SQL and its positional parameters as the driver takes them.
+        compiled = self.statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.order = list(compiled.positiontup or ())
+        self.processors = {
+            name: compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in self._PARAMS
+        }
+
+    def params(self, chunk: _Chunk) -> dict[str, Any]:
+        event = chunk.event
+        return {
+            "id": new_id(),
+            "run_id": event.run_id,
             "attempt": event.attempt,
             "seq": event.seq,
             "events": event.events,
-            "created_at": created_at.isoformat(),
-        },
-    )
+            "created_at": chunk.created_at,
+            "machine_id": chunk.sender,
+        }
+
+    def driver_params(self, chunk: _Chunk) -> list[Any]:
+        values = self.params(chunk)
+        processed = []
+        for name in self.order:
+            process = self.processors[name]
+            processed.append(values[name] if process is None else process(values[name]))
+        return processed
+
+
+_INSERTS: dict[str, _ChunkInsert] = {}
+
+
+async def _store_output(session: AsyncSession, chunk: _Chunk, *, early: bool) -> bool:
+    """Insert the chunk if the sender holds the run at this attempt and (run, attempt, seq) is
+    not stored yet, and announce it; False if nothing was stored."""
+    dialect = session.get_bind().dialect
+    insert = _INSERTS.get(dialect.name)
+    if insert is None:
+        insert = _INSERTS[dialect.name] = _ChunkInsert(dialect)
+    if dialect.name == "sqlite":
+        # Straight to aiosqlite, in the transaction the session began: one trip to its thread,
+        # where a statement through SQLAlchemy's adapter takes four (cursor, execute, fetch,
+        # close), and no statement to build.
+        connection = await session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        rows = await driver.execute_fetchall(insert.sql, insert.driver_params(chunk))
+        stored = bool(rows)
+    else:
+        stored = await session.scalar(insert.statement, insert.params(chunk)) is not None
+    if not stored:
+        return False
+    topic = run_topic(chunk.event.run_id)
+    if early:
+        session.info.setdefault(EARLY_KEY, []).append((topic, chunk.payload))
+    else:
+        emit(session, topic, chunk.payload)
     return True

@@ -9,7 +9,13 @@ outbox in one transaction; right after the commit the scheduler hands the jobs t
 which publishes them (and, should that fail, retries from the outbox).
 
 A dispatch is a conditional update (queued → dispatched), so two schedulers never send one run
-twice; the in-memory counters make one pass consistent, and a later pass corrects any overlap.
+twice. Whoever decides dispatches holds DISPATCH_LOCK on PostgreSQL until its commit (SQLite's
+one writer serializes anyway), so two deciders never count the same free slot.
+
+The request that queues a run may also dispatch it itself, before its commit (`dispatch_queued`),
+when nothing else waits for that agent, machine or subject and the run could go at once: that
+saves a transaction, a wake-up and a pass. Its jobs are published right after that commit, as a
+pass's are; the relay's loop is still the backstop. Otherwise the run waits for a pass.
 """
 
 from __future__ import annotations
@@ -20,15 +26,18 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, aliased
 
 from taskmachine.db import SessionFactory
 from taskmachine.dispatcher.relay import Relay
 from taskmachine.domain import machines as machine_domain
 from taskmachine.domain import runs as run_domain
-from taskmachine.domain.events import emit, run_topic
+from taskmachine.domain.events import KICK_KEY, emit, run_topic
 from taskmachine.live import LiveHub
 from taskmachine.models import (
     Agent,
@@ -47,6 +56,10 @@ from taskmachine.wire.runs import RunJob, RunLimits
 log = logging.getLogger("taskmachine.scheduler")
 
 BATCH = 1000
+# A PostgreSQL advisory lock ("tamadisp"), held by a pass or an inline dispatch until it commits.
+DISPATCH_LOCK = 0x74616D6164697370
+# Jobs an inline dispatch recorded, published once the request's transaction commits.
+DISPATCHED_KEY = "taskmachine.dispatched"
 
 
 def runtime_blocker(
@@ -109,6 +122,7 @@ async def schedule_once(
 ) -> Dispatched:
     """One pass; returns the jobs it recorded (published once the caller has committed)."""
     now = utcnow()
+    await lock_dispatch(session, wait=True)
     # The queued runs with their agents, runtimes and machines: one statement.
     rows = (
         await session.execute(
@@ -147,21 +161,17 @@ async def schedule_once(
         runtime = runtimes.get(run.runtime_id) if run.runtime_id else None
         machine = machines.get(runtime.machine_id) if runtime else None
         subject = run.task_id or run.chat_id
-        reason: str | None
-        if agent is None or agent.archived_at is not None:
-            reason = "the agent is archived"
-        elif (reason := runtime_blocker(runtime, machine, settings, now)) is not None:
-            pass
-        elif subject in busy_subjects:
-            reason = (
-                "task busy: another run is active"
-                if run.task_id
-                else "chat busy: a turn is running"
-            )
-        elif agent_load[agent.id] >= agent.concurrency_limit:
-            reason = f"agent at {agent_load[agent.id]}/{agent.concurrency_limit}"
-        elif machine is not None and machine_load[machine.id] >= max(machine.capacity, 1):
-            reason = f"{machine.name} at {machine_load[machine.id]}/{max(machine.capacity, 1)}"
+        reason = why_waits(
+            run,
+            agent,
+            runtime,
+            machine,
+            settings,
+            now,
+            subject_busy=subject in busy_subjects,
+            agent_load=agent_load[agent.id] if agent else 0,
+            machine_load=machine_load[machine.id] if machine else 0,
+        )
         if reason is None:
             assert agent is not None and runtime is not None and machine is not None
             job = await _dispatch(session, run, agent, runtime, machine, settings, render)
@@ -207,6 +217,19 @@ async def _dispatch(
     )
     if taken is None:
         return None
+    return _record_dispatch(session, run, agent, runtime, machine, settings, render)
+
+
+def _record_dispatch(
+    session: AsyncSession,
+    run: Run,
+    agent: Agent,
+    runtime: Runtime,
+    machine: Machine,
+    settings: Settings,
+    render: JobRenderer,
+) -> OutboxMessage:
+    """Mark the run dispatched and record its job in the outbox (same transaction)."""
     run.machine_id = machine.id
     run_domain.transition(session, run, RunStatus.DISPATCHED, f"sent to {machine.name}")
     job = render(run, settings, runtime, agent)
@@ -220,6 +243,162 @@ async def _dispatch(
     )
     session.add(row)
     return row
+
+
+def why_waits(
+    run: Run,
+    agent: Agent | None,
+    runtime: Runtime | None,
+    machine: Machine | None,
+    settings: Settings,
+    now: datetime,
+    *,
+    subject_busy: bool,
+    agent_load: int,
+    machine_load: int,
+) -> str | None:
+    """Why a queued run cannot go now, or None when it may."""
+    if agent is None or agent.archived_at is not None:
+        return "the agent is archived"
+    if (reason := runtime_blocker(runtime, machine, settings, now)) is not None:
+        return reason
+    if subject_busy:
+        return "task busy: another run is active" if run.task_id else "chat busy: a turn is running"
+    if agent_load >= agent.concurrency_limit:
+        return f"agent at {agent_load}/{agent.concurrency_limit}"
+    if machine is not None and machine_load >= max(machine.capacity, 1):
+        return f"{machine.name} at {machine_load}/{max(machine.capacity, 1)}"
+    return None
+
+
+async def lock_dispatch(session: AsyncSession, *, wait: bool) -> bool:
+    """Take DISPATCH_LOCK for this transaction (PostgreSQL; SQLite needs none). With
+    `wait=False`, False when another transaction holds it."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    if wait:
+        await session.execute(sa.select(sa.func.pg_advisory_xact_lock(DISPATCH_LOCK)))
+        return True
+    return bool(await session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(DISPATCH_LOCK))))
+
+
+async def dispatch_queued(
+    session: AsyncSession, settings: Settings, render: JobRenderer = render_job
+) -> Dispatched:
+    """Dispatch, inside the caller's transaction, the runs it has just queued that could go at
+    once and that nothing else waits ahead of (same agent, machine or subject). The jobs are
+    also left in `session.info` for the Scheduler to publish after the commit. A run that
+    cannot go stays queued for the scheduler's pass, which the queuing has already asked for.
+    """
+    # Runs this transaction moved to queued: no other transaction sees them queued (a pass that
+    # finds one later waits for this one's row lock, then finds it dispatched), so no
+    # conditional update is needed.
+    queued = [
+        run for run in session.info.pop(run_domain.QUEUED_KEY, []) if run.status is RunStatus.QUEUED
+    ]
+    if len(queued) != 1:
+        # Several (a comment that tags two agents): the database would not count the first
+        # one's dispatch against the second, so the pass orders them.
+        return []
+    (run,) = queued
+    # The reads below need not flush: a new run is then inserted once, already dispatched.
+    with session.no_autoflush:
+        if not await lock_dispatch(session, wait=False):
+            return []  # a pass or another request is deciding: the pass takes it
+        job = await _dispatch_new(session, run, settings, render, utcnow())
+    if job is None:
+        return []
+    dispatched: Dispatched = [(job, run)]
+    session.info.setdefault(DISPATCHED_KEY, []).extend(dispatched)
+    if not session.info.get(run_domain.FREED_KEY):
+        # What was queued here is on its way and no slot was freed: no pass needed.
+        session.info.get(KICK_KEY, set()).discard("dispatch")
+    return dispatched
+
+
+def _placement_statement(subject_column: str) -> sa.Select[Any]:
+    """The agent, runtime and machine of a new run, and the active runs that share its agent,
+    machine or subject: how many are on a machine, and whether any waits. One statement,
+    built once per subject kind (building and keying it costs more than running it)."""
+    run_id: sa.BindParameter[Any] = sa.bindparam("run_id")
+    agent_id: sa.BindParameter[Any] = sa.bindparam("agent_id")
+    runtime_id: sa.BindParameter[Any] = sa.bindparam("runtime_id")
+    subject_id: sa.BindParameter[Any] = sa.bindparam("subject_id")
+    machine_id = sa.select(Runtime.machine_id).where(Runtime.id == runtime_id).scalar_subquery()
+    other, other_runtime = aliased(Run), aliased(Runtime)
+    on_machine = other.status.in_(run_domain.ON_MACHINE)
+    subject = getattr(other, subject_column) == subject_id
+
+    def count(*conditions: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+        return sa.func.count(sa.case((sa.and_(*conditions), 1)))
+
+    loads = (
+        sa.select(
+            count(on_machine, other.agent_id == agent_id).label("agent_load"),
+            count(on_machine, other.machine_id == machine_id).label("machine_load"),
+            count(on_machine, subject).label("subject_busy"),
+            count(other.status == RunStatus.QUEUED).label("waiting"),
+        )
+        .select_from(other)
+        .outerjoin(other_runtime, other_runtime.id == other.runtime_id)
+        .where(
+            other.status.in_(run_domain.ACTIVE),
+            other.id != run_id,
+            sa.or_(
+                other.agent_id == agent_id,
+                other.machine_id == machine_id,
+                other_runtime.machine_id == machine_id,
+                subject,
+            ),
+        )
+        .subquery()
+    )
+    return (
+        sa.select(Agent, Runtime, Machine, loads)
+        .select_from(Runtime)
+        .join(Machine, Machine.id == Runtime.machine_id)
+        .join(Agent, Agent.id == agent_id)
+        .join(loads, sa.true())
+        .where(Runtime.id == runtime_id)
+    )
+
+
+_PLACEMENT = {"task": _placement_statement("task_id"), "chat": _placement_statement("chat_id")}
+
+
+async def _dispatch_new(
+    session: AsyncSession, run: Run, settings: Settings, render: JobRenderer, now: datetime
+) -> OutboxMessage | None:
+    if run.runtime_id is None:
+        return None
+    row = (
+        await session.execute(
+            _PLACEMENT["task" if run.task_id else "chat"],
+            {
+                "run_id": run.id,
+                "agent_id": run.agent_id,
+                "runtime_id": run.runtime_id,
+                "subject_id": run.task_id or run.chat_id,
+            },
+        )
+    ).first()
+    if row is None or row.waiting:
+        return None  # others wait ahead of it: the pass decides the order
+    agent, runtime, machine = row[0], row[1], row[2]
+    reason = why_waits(
+        run,
+        agent,
+        runtime,
+        machine,
+        settings,
+        now,
+        subject_busy=row.subject_busy > 0,
+        agent_load=row.agent_load,
+        machine_load=row.machine_load,
+    )
+    if reason is not None:
+        return None
+    return _record_dispatch(session, run, agent, runtime, machine, settings, render)
 
 
 class Scheduler:
@@ -237,20 +416,47 @@ class Scheduler:
         self.hub = hub
         self.relay = relay
         self._task: asyncio.Task[None] | None = None
+        self._sends: set[asyncio.Task[None]] = set()
+        # Jobs dispatched inside a request go out right after that request's commit.
+        self._session_class: type[Session] | None = session_factory.kw.get("sync_session_class")
+        if self._session_class is not None:
+            event.listen(self._session_class, "after_commit", self._after_commit)
+            event.listen(self._session_class, "after_soft_rollback", self._after_rollback)
+
+    async def dispatch_queued(self, session: AsyncSession) -> int:
+        """Dispatch what this request queued, if it can go at once (see `dispatch_queued`)."""
+        return len(await dispatch_queued(session, self.settings))
+
+    def _after_commit(self, session: Session) -> None:
+        session.info.pop(run_domain.QUEUED_KEY, None)
+        session.info.pop(run_domain.FREED_KEY, None)
+        dispatched: Dispatched | None = session.info.pop(DISPATCHED_KEY, None)
+        if dispatched:
+            task = asyncio.get_running_loop().create_task(self._send(dispatched))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    @staticmethod
+    def _after_rollback(session: Session, _previous: object) -> None:
+        for key in (DISPATCHED_KEY, run_domain.QUEUED_KEY, run_domain.FREED_KEY):
+            session.info.pop(key, None)
+
+    async def _send(self, dispatched: Dispatched) -> None:
+        if self.relay is None:
+            self.hub.kick("relay")
+            return
+        try:
+            await self.relay.send_dispatched(dispatched)
+        except Exception:  # the rows wait in the outbox; the relay's loop retries
+            log.warning("direct publish failed; left to the relay", exc_info=True)
+            self.hub.kick("relay")
 
     async def pass_once(self) -> int:
         async with self.session_factory() as session:
             dispatched = await schedule_once(session, self.settings)
             await session.commit()
         if dispatched:
-            if self.relay is None:
-                self.hub.kick("relay")
-            else:
-                try:
-                    await self.relay.send_dispatched(dispatched)
-                except Exception:  # the rows wait in the outbox; the relay's loop retries
-                    log.warning("direct publish failed; left to the relay", exc_info=True)
-                    self.hub.kick("relay")
+            await self._send(dispatched)
         return len(dispatched)
 
     async def _loop(self) -> None:
@@ -269,7 +475,13 @@ class Scheduler:
         self._task = asyncio.create_task(self._loop(), name="scheduler")
 
     async def stop(self) -> None:
+        if self._session_class is not None:
+            event.remove(self._session_class, "after_commit", self._after_commit)
+            event.remove(self._session_class, "after_soft_rollback", self._after_rollback)
+            self._session_class = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._sends:
+            await asyncio.gather(*self._sends, return_exceptions=True)

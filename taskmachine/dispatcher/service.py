@@ -47,7 +47,9 @@ class Dispatcher:
         ingest_channel = await self._channel(
             settings.heartbeat_batch_size * HEARTBEAT_PREFETCH_BATCHES
         )
-        self.ingest = HeartbeatIngest(settings, state.session_factory, state.metrics)
+        self.ingest = HeartbeatIngest(
+            settings, state.session_factory, state.metrics, state.foreground
+        )
         state.services["ingest"] = self.ingest
         await self.ingest.start(ingest_channel, topology.server_heartbeats.name)
         self.run_events = RunEvents(state.session_factory, state.hub)

@@ -84,6 +84,11 @@ AMQP_PRIORITY = {
 CHAT_PRIORITY = 7  # a person is waiting for the answer
 AGING_SECONDS = 300  # a waiting run gains one priority level per 5 minutes (top after 45 min)
 
+# Runs this transaction moved to queued, and whether it freed a slot: the request that queued a
+# run may dispatch it before committing (taskmachine.dispatcher.scheduler.dispatch_queued).
+QUEUED_KEY = "taskmachine.queued"
+FREED_KEY = "taskmachine.freed"
+
 
 class IllegalTransition(Conflict):
     pass
@@ -132,6 +137,10 @@ def transition(
     if to is RunStatus.QUEUED or to in TERMINAL:
         # New work, or a slot freed: worth a scheduling pass (the scheduler also runs each second).
         kick(session, "dispatch")
+        if to is RunStatus.QUEUED:
+            session.info.setdefault(QUEUED_KEY, []).append(run)
+        if to in TERMINAL or previous in ON_MACHINE:
+            session.info[FREED_KEY] = True
     return entry
 
 
@@ -170,6 +179,8 @@ def new_run(
         follows_run_id=follows_run_id,
         resume_session_id=session_id,
         usage={},
+        # Set here, not left to column defaults: the run may be dispatched before its flush.
+        clean_worktree=False,
         created_at=utcnow(),
     )
     session.add(run)
@@ -281,6 +292,60 @@ async def claim(
     )
     emit(session, run_topic(run_id), {"kind": "status", "status": "claimed", "attempt": attempt})
     return True
+
+
+async def claim_many(
+    session: AsyncSession, claims: list[tuple[uuid.UUID, uuid.UUID, int]], lease: float
+) -> list[bool]:
+    """`claim` for many (machine, run, attempt) at once, in a few statements: one conditional
+    update for all, one read for those it did not take (the holder asking again)."""
+    now = utcnow()
+    wanted = list({(run_id, attempt, machine_id) for machine_id, run_id, attempt in claims})
+    taken = {
+        (row.id, row.attempt, row.machine_id)
+        for row in await session.execute(
+            sa.update(Run)
+            .where(
+                sa.tuple_(Run.id, Run.attempt, Run.machine_id).in_(wanted),
+                Run.status == RunStatus.DISPATCHED,
+            )
+            .values(
+                status=RunStatus.CLAIMED,
+                claimed_at=now,
+                lease_expires_at=now + timedelta(seconds=lease),
+            )
+            .returning(Run.id, Run.attempt, Run.machine_id)
+            .execution_options(synchronize_session=False)
+        )
+    }
+    held: set[tuple[uuid.UUID, int, uuid.UUID | None]] = set()
+    rest = {run_id for run_id, attempt, machine_id in wanted} - {t[0] for t in taken}
+    if rest:
+        held = {
+            (row.id, row.attempt, row.machine_id)
+            for row in await session.execute(
+                sa.select(Run.id, Run.attempt, Run.machine_id).where(
+                    Run.id.in_(rest), Run.status == RunStatus.CLAIMED
+                )
+            )
+        }
+    for run_id, attempt, _machine_id in taken:
+        session.add(
+            RunTransition(
+                run_id=run_id,
+                attempt=attempt,
+                from_status=RunStatus.DISPATCHED,
+                to_status=RunStatus.CLAIMED,
+                reason="claimed by its machine",
+            )
+        )
+        emit(
+            session, run_topic(run_id), {"kind": "status", "status": "claimed", "attempt": attempt}
+        )
+    return [
+        (run_id, attempt, machine_id) in taken or (run_id, attempt, machine_id) in held
+        for machine_id, run_id, attempt in claims
+    ]
 
 
 async def started(session: AsyncSession, run: Run) -> None:

@@ -9,9 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskmachine.auth.permissions import has_permission
 from taskmachine.auth.principal import Principal
 from taskmachine.domain import access, validate
-from taskmachine.domain.errors import BadInput, NotFound
+from taskmachine.domain.errors import BadInput, Forbidden, NotFound
 from taskmachine.domain.events import board_topic, emit, task_topic
 from taskmachine.domain.lookup import in_workspace, visible
 from taskmachine.models import (
@@ -139,8 +140,10 @@ async def create_task(
 async def editable_task(
     session: AsyncSession, principal: Principal, task_id: uuid.UUID, key: str
 ) -> Task:
-    task, _ = await visible(session, principal, Task, task_id, "task")
-    await access.require(session, principal, task.workspace_id, key)
+    # `visible` has read the caller's role already: no second membership read.
+    task, role = await visible(session, principal, Task, task_id, "task")
+    if not has_permission(role, key):
+        raise Forbidden(f"your role ({role.value}) lacks the permission {key}")
     return task
 
 
@@ -231,8 +234,8 @@ async def assign_task(
     if agent_id is not None:
         from taskmachine.loop.triggers import on_assigned  # the loop builds on the domain
 
+        # Not flushed here: the caller may dispatch the run before it is first written.
         await on_assigned(session, task, agent)
-        await session.flush()
     return task
 
 

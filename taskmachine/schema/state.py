@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskmachine.auth.tokens import TokenHasher
 from taskmachine.db import SessionFactory
+from taskmachine.foreground import Foreground
 from taskmachine.live import LiveHub
 from taskmachine.settings import Settings
 
@@ -23,3 +24,5 @@ class AppState:
     metrics: Metrics
     # Optional services later issues attach (broker admin, dispatcher, mailer…).
     services: dict[str, Any] = field(default_factory=dict)
+    # API requests in flight, for background work that steps aside for them.
+    foreground: Foreground = field(default_factory=Foreground)

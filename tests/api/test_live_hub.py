@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from taskmachine.db import SessionFactory, create_engine, create_session_factory
 from taskmachine.domain.events import emit
-from taskmachine.live import LiveHub
+from taskmachine.live import EARLY_KEY, LiveHub
 from taskmachine.settings import Settings
 
 
@@ -88,3 +88,34 @@ async def test_without_a_broker_a_commit_fans_out_inside_the_process(settings: S
         await change(factory, "run.r1", {"seq": 1}, keep=False)
         await change(factory, "run.r1", {"seq": 2}, keep=True)
         assert [p["seq"] for p in await drain(queue, 0.2)] == [2]
+
+
+async def test_an_event_delivered_ahead_of_its_commit_reaches_each_subscriber_once(
+    broker_settings: Settings,
+) -> None:
+    async with (
+        server_process(broker_settings) as (here, here_db),
+        server_process(broker_settings) as (there, _),
+        here.subscribe("run.r1") as mine,
+        there.subscribe("run.r1") as theirs,
+    ):
+        kept, dropped = {"seq": 1}, {"seq": 2}
+        for payload, keep in ((kept, True), (dropped, False)):
+            here.deliver_early("run.r1", payload)
+            assert mine.get_nowait() is payload  # at once, before any commit
+            # Joining before the transaction ends: the pending event comes first.
+            async with here.subscribe("run.r1") as joined:
+                assert joined.get_nowait() is payload
+            async with here_db() as session:
+                await session.execute(sa.text("SELECT 1"))
+                session.info[EARLY_KEY] = [("run.r1", payload)]
+                if keep:
+                    await session.commit()
+                else:
+                    await session.rollback()
+            here.settle_early("run.r1", [payload])
+            async with here.subscribe("run.r1") as after:
+                assert after.empty()
+        # Other processes only hear of what committed; this one is not handed it again.
+        assert await drain(theirs) == [{"seq": 1}]
+        assert await drain(mine) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -101,3 +102,35 @@ async def test_no_answer_is_claim_unavailable(machine_server: RunningServer) -> 
     claimer.attach(fleet.daemon.events)
     with pytest.raises(ClaimUnavailable, match="no answer"):
         await claimer.claim(uuid.uuid4(), 1)
+
+
+async def test_claims_that_arrive_together_are_decided_together_one_per_attempt(
+    machine_server: RunningServer,
+) -> None:
+    """A burst of claims is decided in one transaction; each still gets its own answer: the
+    first for an attempt wins, its holder asking again is told yes, the rest are refused."""
+    fleet = await ready_fleet(machine_server, concurrency=2)
+    claimer = await _claimer(fleet, fleet.daemon)
+    first, _ = await _dispatched(machine_server, fleet)
+    second, _ = await _dispatched(machine_server, fleet)
+    a, b = uuid.UUID(first["run_id"]), uuid.UUID(second["run_id"])
+    other_creds = await connect_machine(machine_server, fleet.who)
+    async with FakeDaemon(other_creds) as other:
+        rival = await _claimer(fleet, other)
+        outcomes = await asyncio.gather(
+            claimer.claim(a, 1),
+            claimer.claim(b, 1),
+            claimer.claim(a, 1),
+            rival.claim(b, 1),
+            claimer.claim(b, 2),
+        )
+    assert outcomes == [True, True, True, False, False]
+    for run_id in (a, b):
+        runs = await machine_server.ok(
+            "query($r: ID!) { run(id: $r) { status history { toStatus } } }",
+            {"r": str(run_id)},
+            fleet.who.token,
+        )
+        assert runs["run"]["status"] == "CLAIMED"
+        assert [h["toStatus"] for h in runs["run"]["history"]].count("CLAIMED") == 1
+    await fleet.daemon.__aexit__()

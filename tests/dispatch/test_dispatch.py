@@ -274,3 +274,29 @@ async def test_cancel_reaches_the_machine_and_queued_runs_show_why_they_wait(
     )
     assert done["cancelRun"]["status"] == "CANCELLED"
     await fleet.daemon.__aexit__()
+
+
+async def test_an_assignment_with_nothing_waiting_is_dispatched_by_its_own_request(
+    machine_server: RunningServer,
+) -> None:
+    """No scheduler pass is needed when the run may go at once: the assignment's transaction
+    dispatches it and the job is published right after its commit. A run that must wait is
+    left to the pass."""
+    fleet = await ready_fleet(machine_server, concurrency=1)
+    inbox = await JobInbox(fleet).open()
+    scheduler = machine_server.state.services["scheduler"]
+    scheduler._task.cancel()  # no passes from here on: only the request can dispatch
+    first = await new_task(machine_server, fleet, "first")
+    await assign(machine_server, fleet, first)
+    job, message = await asyncio.wait_for(inbox.next(), 10)
+    assert job["subject_id"] == first
+    run = (await runs_of(machine_server, fleet, first))[0]
+    assert [h["toStatus"] for h in run["history"]] == ["QUEUED", "DISPATCHED"]
+    # The agent is at its limit now: the next assignment stays queued for a pass.
+    second = await new_task(machine_server, fleet, "second")
+    await assign(machine_server, fleet, second)
+    await asyncio.sleep(0.3)
+    assert (await runs_of(machine_server, fleet, second))[0]["status"] == "QUEUED"
+    assert await inbox.jobs.get(fail=False) is None
+    await message.ack()
+    await fleet.daemon.__aexit__()

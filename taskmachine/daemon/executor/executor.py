@@ -287,6 +287,10 @@ class RunExecutor:
                     tag = await queue.consume(inbox.put, no_ack=False)
                     try:
                         await self._first_of(inbox)
+                        # Start on what has come before the cancel's round trip; the round's
+                        # prefetch (= free slots) bounds what else can arrive meanwhile.
+                        while not inbox.empty():
+                            self._take(inbox.get_nowait())
                     finally:
                         if not channel.is_closed:
                             await queue.cancel(tag)
@@ -357,6 +361,8 @@ class RunExecutor:
         run = self._new_run(job)
         self._runs[key] = run
         ended = self._ended[key] = asyncio.Event()
+        # Its folder is made while the claim's round trip is out (when that is harmless).
+        run.prepare_early()
         try:
             try:
                 accepted = await self._claimer.claim(job.run_id, job.attempt)

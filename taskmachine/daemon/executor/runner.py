@@ -14,6 +14,7 @@ Outcomes:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -92,6 +93,13 @@ class _Ending:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    folder: RunFolder
+    spec: AdapterRunSpec
+    invocation: Invocation
+
+
 def _tail(text: str, limit: int = ERROR_TAIL_BYTES) -> str | None:
     text = text.strip()
     if not text:
@@ -129,6 +137,7 @@ class Run:
         self._parser: StreamParser | None = None
         self.folder: RunFolder | None = None
         self.finished: RunFinished | None = None
+        self._early: asyncio.Task[_Prepared | _Ending] | None = None
 
     @property
     def key(self) -> tuple[uuid.UUID, int]:
@@ -200,14 +209,24 @@ class Run:
             "cost_usd": result.usage.cost_usd,
         }
 
-    async def _work(self) -> _Ending:
+    def prepare_early(self) -> None:
+        """Start on the folder and the CLI's invocation while the claim is out. Only for a plain
+        folder without skill files: making that is idempotent and changes nothing another run
+        of the subject relies on, so a refused claim leaves nothing that matters. A worktree
+        (and skill files) wait for the claim, and for an older attempt here to stop."""
+        if self._early is not None or self._adapter is None or self.job.skills:
+            return
+        if self._settings.workspace_repos.get(self.job.workspace_id) is not None:
+            return
+        self._early = asyncio.create_task(self._prepare())
+        # A refused claim never awaits it; its outcome is not an error worth logging.
+        self._early.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _prepare(self) -> _Prepared | _Ending:
         job = self.job
-        if self._stop_reason is not None:
-            return self._stopped_before_start()
-        if self._adapter is None:
-            return _Ending("failed", failure_code="spawn_failed", error=self._adapter_error)
+        assert self._adapter is not None
         try:
-            self.folder = await prepare_run_folder(
+            folder = await prepare_run_folder(
                 self._settings.execution_root,
                 job,
                 self._settings.workspace_repos.get(job.workspace_id),
@@ -215,10 +234,21 @@ class Run:
         except WorkspaceError as exc:
             return _Ending("failed", failure_code="workspace_error", error=str(exc))
         try:
-            spec = self._spec(self.folder.path)
+            spec = self._spec(folder.path)
             invocation = self._adapter.build(spec)
         except (ValidationError, InvalidRunSpec, ValueError) as exc:
             return _Ending("failed", failure_code="config", error=_tail(str(exc)))
+        return _Prepared(folder, spec, invocation)
+
+    async def _work(self) -> _Ending:
+        if self._stop_reason is not None:
+            return self._stopped_before_start()
+        if self._adapter is None:
+            return _Ending("failed", failure_code="spawn_failed", error=self._adapter_error)
+        prepared = await (self._early if self._early is not None else self._prepare())
+        if isinstance(prepared, _Ending):
+            return prepared
+        self.folder, spec, invocation = prepared.folder, prepared.spec, prepared.invocation
         if self._stop_reason is not None:
             return self._stopped_before_start()
         self._parser = self._adapter.new_parser(spec)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskmachine import models as m
 from taskmachine.domain import access, projects, tasks
@@ -16,6 +17,14 @@ from taskmachine.schema.ops.task_page import task_page
 from taskmachine.schema.pagination import Connection
 from taskmachine.schema.types.enums import GoalStatus, TaskPriority, TaskStatus
 from taskmachine.schema.types.work import Goal, Project, Task
+
+
+async def dispatch_now(info: Info, session: AsyncSession) -> None:
+    """An assignment's run goes to its machine in this same transaction when nothing waits
+    ahead of it (published right after the commit); otherwise the scheduler's pass takes it."""
+    scheduler = info.context.state.services.get("scheduler")
+    if scheduler is not None:
+        await scheduler.dispatch_queued(session)
 
 
 @strawberry.input
@@ -185,6 +194,7 @@ class Mutation:
                 row = await tasks.assign_task(
                     session, caller, row.id, assignee_user, assignee_agent
                 )
+                await dispatch_now(info, session)
         return Task.of(row)
 
     @strawberry.mutation
@@ -214,6 +224,7 @@ class Mutation:
                 ident(input.user_id, "userId"),
                 ident(input.agent_id, "agentId"),
             )
+            await dispatch_now(info, session)
         return Task.of(row)
 
     @strawberry.mutation

@@ -136,5 +136,8 @@ class Machine:
 
     @strawberry.field
     async def runtimes(self) -> list[Runtime]:
-        rows = await loaders().runtimes_by_machine.load(self._row.id)
+        batch = loaders()
+        # Each runtime's `ready` needs its machine: this one, already read.
+        batch.machine.prime(self._row.id, self._row)
+        rows = await batch.runtimes_by_machine.load(self._row.id)
         return [Runtime.of(r) for r in sorted(rows, key=lambda r: r.name)]
