@@ -7,10 +7,11 @@ from taskmachine.settings import Settings
 
 
 def default_options(settings: Settings) -> ServerOptions:
+    from taskmachine.checkpointer import WalCheckpointer
     from taskmachine.collector import PacedCollector
 
     # First, so the other components' start-up garbage is collected the paced way too.
-    components: list[Component] = [PacedCollector()]
+    components: list[Component] = [PacedCollector(), WalCheckpointer()]
     if settings.broker_enabled:
         from taskmachine.dispatcher.service import Dispatcher
 
