@@ -256,42 +256,8 @@ async def claim(
     The machine that holds the claim may ask again (its first answer was lost or came too
     late): it is told yes again, and nothing changes.
     """
-    now = utcnow()
-    claimed = await session.scalar(
-        sa.update(Run)
-        .where(
-            Run.id == run_id,
-            Run.attempt == attempt,
-            Run.status == RunStatus.DISPATCHED,
-            Run.machine_id == machine_id,
-        )
-        .values(
-            status=RunStatus.CLAIMED,
-            claimed_at=now,
-            lease_expires_at=now + timedelta(seconds=lease),
-        )
-        .returning(Run.id)
-        # Nothing below reads the run's row; no evaluation against the identity map either.
-        .execution_options(synchronize_session=False)
-    )
-    if claimed is None:
-        held = (
-            await session.execute(
-                sa.select(Run.status, Run.machine_id, Run.attempt).where(Run.id == run_id)
-            )
-        ).one_or_none()
-        return held is not None and tuple(held) == (RunStatus.CLAIMED, machine_id, attempt)
-    session.add(
-        RunTransition(
-            run_id=run_id,
-            attempt=attempt,
-            from_status=RunStatus.DISPATCHED,
-            to_status=RunStatus.CLAIMED,
-            reason="claimed by its machine",
-        )
-    )
-    emit(session, run_topic(run_id), {"kind": "status", "status": "claimed", "attempt": attempt})
-    return True
+    (accepted,) = await claim_many(session, [(machine_id, run_id, attempt)], lease)
+    return accepted
 
 
 async def claim_many(
