@@ -48,7 +48,11 @@ async def http_session(url: str, token: str) -> AsyncIterator[Any]:
     """gql over HTTP with a personal API token, as an integration signs in."""
     from gql.transport.httpx import HTTPXAsyncTransport
 
-    transport = HTTPXAsyncTransport(url=url, headers={"authorization": f"Bearer {token}"})
+    # The same 30 s as the suite's own client: httpx's default 5 s failed a request that a
+    # fully loaded CI box answered late, which is not what these tests are about.
+    transport = HTTPXAsyncTransport(
+        url=url, headers={"authorization": f"Bearer {token}"}, timeout=30
+    )
     async with Client(transport=transport) as session:
         yield session
 
