@@ -154,3 +154,14 @@ async def claim(server: RunningServer, fleet: Fleet, job: dict[str, Any]) -> boo
         CLAIM, {"r": job["run_id"], "a": job["attempt"]}, fleet.creds["accessToken"]
     )
     return bool(data["claimRun"]["accepted"])
+
+
+async def claimed_run(server: RunningServer) -> tuple[Fleet, dict[str, Any]]:
+    """A connected machine holding the claim on a freshly assigned task's run (its job acked)."""
+    fleet = await ready_fleet(server)
+    inbox = await JobInbox(fleet).open()
+    await assign(server, fleet, await new_task(server, fleet))
+    job, message = await inbox.next()
+    assert await claim(server, fleet, job)
+    await message.ack()
+    return fleet, job

@@ -23,7 +23,7 @@ from taskmachine.wire.runs import RunFinished, RunOutput, RunStarted
 from tests.api.gqlclient import Subscription, ws_session
 from tests.api.test_live_hub import drain
 from tests.conftest import RunningServer
-from tests.dispatch.support import JobInbox, assign, claim, new_task, ready_fleet, runs_of
+from tests.dispatch.support import claimed_run, runs_of
 from tests.machines.support import eventually
 
 TRANSCRIPT = "subscription($r: ID!) { runTranscript(runId: $r) { attempt seq events } }"
@@ -33,13 +33,7 @@ CHUNKS = 40
 async def test_a_burst_of_run_events_is_applied_in_order_and_once(
     machine_server: RunningServer,
 ) -> None:
-    fleet = await ready_fleet(machine_server)
-    inbox = await JobInbox(fleet).open()
-    task_id = await new_task(machine_server, fleet)
-    await assign(machine_server, fleet, task_id)
-    job, message = await inbox.next()
-    assert await claim(machine_server, fleet, job)
-    await message.ack()
+    fleet, job = await claimed_run(machine_server)
     run_id, machine_id = uuid.UUID(job["run_id"]), fleet.creds["machineId"]
 
     def base(seq: int) -> dict[str, Any]:
@@ -80,7 +74,7 @@ async def test_a_burst_of_run_events_is_applied_in_order_and_once(
         await sub.close()
 
     async def succeeded() -> Any:
-        runs = await runs_of(machine_server, fleet, task_id)
+        runs = await runs_of(machine_server, fleet, job["subject_id"])
         return runs[0] if runs[0]["status"] == "SUCCEEDED" else None
 
     run = await eventually(succeeded)
@@ -115,13 +109,7 @@ class _Delivered:
 async def test_output_reaches_local_subscribers_before_its_commit_once_the_holder_is_known(
     machine_server: RunningServer,
 ) -> None:
-    fleet = await ready_fleet(machine_server)
-    inbox = await JobInbox(fleet).open()
-    task_id = await new_task(machine_server, fleet)
-    await assign(machine_server, fleet, task_id)
-    job, message = await inbox.next()
-    assert await claim(machine_server, fleet, job)
-    await message.ack()
+    fleet, job = await claimed_run(machine_server)
     run_id, machine_id = uuid.UUID(job["run_id"]), fleet.creds["machineId"]
     state = machine_server.state
     applier = RunEvents(state.session_factory, state.hub)
@@ -208,13 +196,7 @@ async def test_output_reaches_local_subscribers_before_its_commit_once_the_holde
 async def test_a_chunk_shown_ahead_whose_transaction_fails_comes_back_with_the_same_seq(
     machine_server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fleet = await ready_fleet(machine_server)
-    inbox = await JobInbox(fleet).open()
-    task_id = await new_task(machine_server, fleet)
-    await assign(machine_server, fleet, task_id)
-    job, message = await inbox.next()
-    assert await claim(machine_server, fleet, job)
-    await message.ack()
+    fleet, job = await claimed_run(machine_server)
     run_id, machine_id = uuid.UUID(job["run_id"]), fleet.creds["machineId"]
     state = machine_server.state
     applier = RunEvents(state.session_factory, state.hub)
