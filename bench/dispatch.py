@@ -18,7 +18,8 @@ Printed, in one run:
 (c) transcript: the CLI prints a line carrying its clock → a `runTranscript` subscriber (gql over
     graphql-transport-ws) receives it;
 (d) throughput: many tasks assigned at once (several agents, raised agent concurrency and
-    machine capacity) → every run succeeded: runs per second.
+    machine capacity) by clients in a process of their own (bench/dispatch_load.py) → every run
+    succeeded: runs per second.
 
 The last line is one JSON object (the first database's figures; SQLite, the embedded default).
 
@@ -71,6 +72,7 @@ from taskmachine.wire.topology import machine_username
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_CLI = Path(__file__).with_name("dispatch_fake_claude.sh")
+LOAD_SCRIPT = Path(__file__).with_name("dispatch_load.py")
 TAMA = Path(sys.executable).with_name("tama")
 PG_ADMIN = os.environ.get("TASKMACHINE_BENCH_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 LOCAL = Settings()  # the local broker's addresses (defaults and TASKMACHINE_* overrides)
@@ -251,6 +253,7 @@ async def database(backend: str, workdir: Path) -> AsyncIterator[str]:
 @dataclass
 class Server:
     url: str
+    database_url: str
     app: Any
     http: httpx.AsyncClient
     token: str = ""
@@ -299,7 +302,7 @@ async def running_server(database_url: str, vhost: str, workdir: Path) -> AsyncI
         await asyncio.sleep(0.01)
     http = httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=64))
     try:
-        yield Server(url, app, http)
+        yield Server(url, database_url, app, http)
     finally:
         await http.aclose()
         server.should_exit = True
@@ -606,47 +609,67 @@ async def transcript_latency(
 async def throughput(
     fleet: Fleet, runs: int, parallel: int
 ) -> tuple[float, float, int, list[Timing]]:
-    """Assign `runs` tasks as fast as `parallel` clients can; every run must succeed.
-    Returns (runs per second from the first assignment to the last finish, assignments per
-    second, failed runs)."""
+    """Assign `runs` tasks as fast as `parallel` clients can, from a process of their own
+    (bench/dispatch_load.py); every run must succeed. Returns (runs per second from the first
+    assignment to the last finish, assignments per second, failed runs)."""
     server = fleet.server
     tasks = await create_tasks(fleet, runs, "Throughput")
-    cursor = iter(enumerate(tasks))
-
-    async def assigner() -> None:
-        for i, task_id in cursor:
-            await server.ok(ASSIGN, {"t": task_id, "a": fleet.agents[i % len(fleet.agents)]})
-
     ids = [uuid.UUID(t) for t in tasks]
+    # Counted on a connection of its own: not the server's (on SQLite, its only one).
+    watcher = create_async_engine(server.database_url, poolclass=sa.NullPool)
+    count = (
+        sa.select(m.Run.status, sa.func.count())
+        .where(m.Run.task_id.in_(ids))
+        .group_by(m.Run.status)
+    )
 
     async def finished() -> tuple[int, int]:
-        async with server.state.session_factory() as session:
-            rows = (
-                await session.execute(
-                    sa.select(m.Run.status, sa.func.count())
-                    .where(m.Run.task_id.in_(ids))
-                    .group_by(m.Run.status)
-                )
-            ).all()
-        counts = {status: n for status, n in rows}
+        async with watcher.connect() as connection:
+            counts = {status: n for status, n in (await connection.execute(count)).all()}
         done = counts.get(m.RunStatus.SUCCEEDED, 0)
         failed = counts.get(m.RunStatus.FAILED, 0) + counts.get(m.RunStatus.CANCELLED, 0)
         return done, failed
 
-    started = time.monotonic()
-    await asyncio.gather(*(assigner() for _ in range(parallel)))
-    assigned = time.monotonic()
-    deadline = started + max(120.0, float(runs))  # at least one run a second
-    while True:
-        done, failed = await finished()
-        if done + failed >= runs:
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"throughput: only {done} of {runs} runs finished in time")
-        await asyncio.sleep(0.02)
-    elapsed = time.monotonic() - started
+    job = {
+        "url": server.url,
+        "token": server.token,
+        "pairs": [[t, fleet.agents[i % len(fleet.agents)]] for i, t in enumerate(tasks)],
+        "parallel": parallel,
+    }
+    load = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(LOAD_SCRIPT),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert load.stdin is not None and load.stdout is not None
+    try:
+        load.stdin.write(json.dumps(job).encode() + b"\n")
+        await load.stdin.drain()
+        if (await asyncio.wait_for(load.stdout.readline(), 60)).strip() != b"ready":
+            raise RuntimeError("the assigning process did not start")
+        started = time.monotonic()
+        load.stdin.write(b"go\n")
+        await load.stdin.drain()
+        answer = json.loads(await asyncio.wait_for(load.stdout.readline(), max(120.0, runs)))
+        if answer["errors"]:
+            raise RuntimeError(f"throughput: assignments failed: {answer['errors']}")
+        deadline = started + max(120.0, float(runs))  # at least one run a second
+        while True:
+            done, failed = await finished()
+            if done + failed >= runs:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"throughput: only {done} of {runs} runs finished in time")
+            await asyncio.sleep(0.02)
+        elapsed = time.monotonic() - started
+    finally:
+        if load.returncode is None:
+            load.kill()
+        await load.wait()
+        await watcher.dispose()
     gaps = await stage_gaps(server, ids)
-    return runs / elapsed, runs / (assigned - started), failed, gaps
+    return runs / elapsed, runs / answer["seconds"], failed, gaps
 
 
 async def stage_gaps(server: Server, task_ids: list[uuid.UUID]) -> list[Timing]:

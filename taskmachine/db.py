@@ -17,6 +17,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_
 
 from taskmachine.settings import Settings
+from taskmachine.sqlite_driver import OneTripDBAPI
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
@@ -52,6 +53,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             url,
             echo=settings.database_echo,
             connect_args={"isolation_level": None},
+            module=OneTripDBAPI(),  # one trip to aiosqlite's thread a statement, not four
             pool_size=1,
             max_overflow=0,
             pool_timeout=30,

@@ -33,12 +33,23 @@ def register(prefix: str, resolver: Resolver) -> None:
 async def principal_for_secret(
     session_factory: SessionFactory, hasher: tokens.TokenHasher, secret: str
 ) -> Principal | None:
+    """In a session of its own, committed (a token's last-used stamp)."""
+    if not any(secret.startswith(prefix) for prefix in RESOLVERS):
+        return None
+    async with session_factory() as session:
+        principal = await principal_in_session(session, hasher, secret)
+        await session.commit()
+        return principal
+
+
+async def principal_in_session(
+    session: AsyncSession, hasher: tokens.TokenHasher, secret: str
+) -> Principal | None:
+    """In the caller's session, which commits or not; a resolver that wrote (the last-used
+    stamp) says so under `people.STAMP_KEY` in `session.info`."""
     for prefix, resolver in RESOLVERS.items():
         if secret.startswith(prefix):
-            async with session_factory() as session:
-                principal = await resolver(session, hasher, secret)
-                await session.commit()
-                return principal
+            return await resolver(session, hasher, secret)
     return None
 
 

@@ -16,6 +16,9 @@ from taskmachine.domain.errors import BadInput, NotFound, Unauthenticated
 from taskmachine.models import ApiToken, MagicLink, User, UserSession, utcnow
 
 LAST_USED_RESOLUTION_SECONDS = 60
+# Set in `session.info` when resolving a token wrote its last-used stamp: an operation that
+# would not commit (a query) commits for it (taskmachine.schema.scope).
+STAMP_KEY = "taskmachine.auth.stamped"
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ async def principal_for_api_token(
     # and most requests do not even send the statement. The WHERE keeps concurrent stamps to one.
     stale = now - timedelta(seconds=LAST_USED_RESOLUTION_SECONDS)
     if row.last_used_at is None or row.last_used_at < stale:
+        session.info[STAMP_KEY] = True
         await session.execute(
             sa.update(ApiToken)
             .where(

@@ -37,18 +37,15 @@ SUMMARY_INSTRUCTION = (
 
 async def left_a_trace(session: AsyncSession, run: Run) -> bool:
     """Did the run change product state or explain itself?"""
-    events = await session.scalar(
-        sa.select(sa.func.count())
-        .select_from(TimelineEvent)
+    # One statement, three EXISTS: each stops at the first row it finds.
+    traces = sa.select(
+        sa.select(TimelineEvent.id)
         .where(TimelineEvent.run_id == run.id, TimelineEvent.kind != TimelineKind.RUN)
+        .exists(),
+        sa.select(ChatMessage.id).where(ChatMessage.run_id == run.id).exists(),
+        sa.select(InboxItem.id).where(InboxItem.run_id == run.id).exists(),
     )
-    messages = await session.scalar(
-        sa.select(sa.func.count()).select_from(ChatMessage).where(ChatMessage.run_id == run.id)
-    )
-    items = await session.scalar(
-        sa.select(sa.func.count()).select_from(InboxItem).where(InboxItem.run_id == run.id)
-    )
-    return bool(events or messages or items)
+    return any((await session.execute(traces)).one())
 
 
 async def after_run(session: AsyncSession, run: Run) -> None:

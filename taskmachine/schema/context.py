@@ -12,8 +12,14 @@ from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
 from taskmachine.auth.principal import Principal
-from taskmachine.auth.resolve import SESSION_COOKIE, bearer, principal_for_secret
+from taskmachine.auth.resolve import (
+    SESSION_COOKIE,
+    bearer,
+    principal_for_secret,
+    principal_in_session,
+)
 from taskmachine.domain.errors import Unauthenticated
+from taskmachine.schema.scope import active_scope
 from taskmachine.schema.state import AppState
 
 
@@ -46,14 +52,22 @@ class Context:
             if not self._resolved:
                 secret = self._presented_secret()
                 if secret:
-                    self._principal = await principal_for_secret(
-                        self.state.session_factory, self.state.hasher, secret
-                    )
+                    self._principal = await self._look_up(secret)
                     self._rejected = self._principal is None
                 self._resolved = True
         if self._rejected:
             raise Unauthenticated("the presented credentials are invalid or expired")
         return self._principal
+
+    async def _look_up(self, secret: str) -> Principal | None:
+        # Inside an HTTP operation, in its own session: no second transaction (on SQLite a
+        # BEGIN, a COMMIT and a wait for the one connection; on PostgreSQL a checkout with its
+        # ping) before the operation's. A WebSocket resolves once, at connection_init, alone.
+        scope = active_scope()
+        if scope is not None and isinstance(self.request, Request):
+            async with scope.db() as session:
+                return await principal_in_session(session, self.state.hasher, secret)
+        return await principal_for_secret(self.state.session_factory, self.state.hasher, secret)
 
     async def require_principal(self) -> Principal:
         principal = await self.principal()

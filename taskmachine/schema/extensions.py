@@ -36,7 +36,7 @@ class OperationScopeExtension(SchemaExtension):
             root_failed = any(not e.path or len(e.path) == 1 for e in errors)
             is_mutation = self.execution_context.operation_type is OperationType.MUTATION
             committed = is_mutation and not root_failed
-            await scope.finish(commit=committed)
+            await scope.finish(commit=committed, keep_stamp=not is_mutation)
         finally:
             if not committed:
                 await scope.finish(commit=False)

@@ -15,6 +15,7 @@ from contextvars import ContextVar, Token
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskmachine.domain.people import STAMP_KEY
 from taskmachine.schema.loaders import Loaders
 from taskmachine.schema.state import AppState
 
@@ -35,13 +36,16 @@ class OperationScope:
                 self._session = self.state.session_factory()
             yield self._session
 
-    async def finish(self, commit: bool) -> None:
+    async def finish(self, commit: bool, *, keep_stamp: bool = False) -> None:
+        """Commit or discard the operation's transaction. `keep_stamp`: commit anyway if the
+        only write is the caller's token stamp (a query's, whose principal was looked up in this
+        session; a failed mutation's writes are not kept for it)."""
         self.loaders.release()
         if self._session is None:
             return
         session, self._session = self._session, None
         try:
-            if commit:
+            if commit or (keep_stamp and session.info.get(STAMP_KEY)):
                 await session.commit()
         finally:
             # Closing discards an uncommitted transaction without expiring what was loaded
@@ -54,6 +58,11 @@ class OperationScope:
     @staticmethod
     def deactivate(token: Token[OperationScope | None]) -> None:
         _current.reset(token)
+
+
+def active_scope() -> OperationScope | None:
+    """The operation's scope, or None outside one (a WebSocket's connection_init)."""
+    return _current.get()
 
 
 def current_scope() -> OperationScope:

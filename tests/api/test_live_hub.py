@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aio_pika
 import sqlalchemy as sa
+from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy.orm import Session
 
 from taskmachine.db import SessionFactory, create_engine, create_session_factory
 from taskmachine.domain.events import emit
-from taskmachine.live import EARLY_KEY, LiveHub
+from taskmachine.live import BATCH_TYPE, EARLY_KEY, LIVE_EXCHANGE, LiveHub
 from taskmachine.settings import Settings
 
 
@@ -119,3 +123,58 @@ async def test_an_event_delivered_ahead_of_its_commit_reaches_each_subscriber_on
         # Other processes only hear of what committed; this one is not handed it again.
         assert await drain(theirs) == [{"seq": 1}]
         assert await drain(mine) == []
+
+
+async def test_a_burst_of_commits_reaches_another_process_whole_in_order_in_fewer_messages(
+    broker_settings: Settings,
+) -> None:
+    seen: list[int] = []
+    connection = await aio_pika.connect(broker_settings.amqp_url or "")
+    async with (
+        connection,
+        server_process(broker_settings) as (_, here_db),
+        server_process(broker_settings) as (there, _),
+        there.subscribe("run.burst") as theirs,
+    ):
+        # A listener of its own on the exchange counts the messages the burst took.
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            LIVE_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        counter = await channel.declare_queue(exclusive=True)
+        await counter.bind(exchange, routing_key="#")
+        await counter.consume(functools.partial(_count, seen), no_ack=True)
+        async with here_db() as session:
+            await session.execute(sa.text("SELECT 1"))
+            for seq in range(300):
+                emit(session, "run.burst", {"seq": seq})
+            await session.commit()
+        assert [p["seq"] for p in await drain(theirs)] == list(range(300))
+        assert 1 <= sum(seen) == 300 and len(seen) < 300
+
+
+async def _count(seen: list[int], message: AbstractIncomingMessage) -> None:
+    seen.append(len(json.loads(message.body)))
+
+
+async def test_a_malformed_live_message_is_dropped_and_what_follows_still_arrives(
+    broker_settings: Settings,
+) -> None:
+    connection = await aio_pika.connect(broker_settings.amqp_url or "")
+    async with (
+        connection,
+        server_process(broker_settings) as (_, here_db),
+        server_process(broker_settings) as (there, _),
+        there.subscribe("run.r1") as theirs,
+    ):
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(LIVE_EXCHANGE)
+        for body, kind in (
+            (b"not json", BATCH_TYPE),
+            (b'{"seq": 1}', BATCH_TYPE),  # not a list of [topic, payload]
+            (b'[["run.r1", 5]]', BATCH_TYPE),  # a payload that is not an object
+            (b'[["run.r1", {"seq": 1}]]', None),  # not marked as a batch
+        ):
+            await exchange.publish(aio_pika.Message(body, type=kind), routing_key="run.r1")
+        await change(here_db, "run.r1", {"seq": 2}, keep=True)
+        assert await drain(theirs) == [{"seq": 2}]

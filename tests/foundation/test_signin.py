@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -98,6 +99,34 @@ async def test_api_token_lifecycle(server: RunningServer) -> None:
     )
     assert await server.error_code(ME, token=new["token"]) == "UNAUTHENTICATED"
     assert await server.error_code(ME, token="tm_pat_forged") == "UNAUTHENTICATED"
+
+
+async def test_a_token_used_only_for_queries_still_records_its_last_use(
+    server: RunningServer,
+) -> None:
+    """The token is looked up in the query's own transaction; that query commits the stamp."""
+    owner = await server.token_for("stamp@example.com")
+    created = await server.ok(
+        'mutation { createApiToken(input: {name: "reader"}) { token apiToken { id } } }',
+        token=owner,
+    )
+    new = created["createApiToken"]
+
+    async def last_used() -> object:
+        async with server.state.session_factory() as session:
+            return await session.scalar(
+                sa.select(m.ApiToken.last_used_at).where(
+                    m.ApiToken.id == uuid.UUID(new["apiToken"]["id"])
+                )
+            )
+
+    assert await last_used() is None
+    assert (await server.ok(ME, token=new["token"]))["me"]["email"] == "stamp@example.com"
+    first = await last_used()
+    assert first is not None
+    # Within the minute a query does not write it again.
+    assert (await server.ok(ME, token=new["token"]))["me"]["email"] == "stamp@example.com"
+    assert await last_used() == first
 
 
 async def test_websocket_auth_by_init_payload_and_by_cookie(server: RunningServer) -> None:
