@@ -737,7 +737,8 @@ async def bench_backend(backend: str, args: argparse.Namespace) -> Result:
             users.append(machine_username(creds["machineId"]))
             async with tama_daemon(creds, server, workdir, args.capacity, cli_env) as daemon:
                 await enable_runtime(fleet, args.agents, args.concurrency)
-                dispatch, stages = Timing("assignTask → CLI running", []), []
+                dispatch = Timing("assignTask → CLI running", [])
+                stages: list[Timing] = []
                 if "dispatch" in args.phases:
                     dispatch, stages = await dispatch_latency(fleet, args.samples, marks)
                 transcript = Timing("CLI line → runTranscript subscriber", [])
@@ -746,7 +747,8 @@ async def bench_backend(backend: str, args: argparse.Namespace) -> Result:
                     transcript, transcript_cpu = await transcript_latency(
                         fleet, args.lines, go_dir, marks, daemon.pid
                     )
-                runs_per_s, assign_per_s, failed, gaps = math.nan, math.nan, 0, []
+                runs_per_s, assign_per_s, failed = math.nan, math.nan, 0
+                gaps: list[Timing] = []
                 if "throughput" in args.phases:
                     runs_per_s, assign_per_s, failed, gaps = await throughput(
                         fleet, args.runs, args.parallel

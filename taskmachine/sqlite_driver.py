@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import collections
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiosqlite
@@ -33,13 +33,15 @@ from sqlalchemy.util import EMPTY_DICT
 _Outcome = tuple[Any, list[Any], int, int | None]
 
 
-def _execute(
-    connection: sqlite3.Connection, operation: str, parameters: Sequence[Any] | None
+def _statement(
+    connection: sqlite3.Connection, operation: str, parameters: Any, many: bool
 ) -> _Outcome:
-    """In aiosqlite's thread: the whole statement."""
+    """In aiosqlite's thread: the whole statement (`many`: once per parameter set)."""
     cursor = connection.cursor()
     try:
-        if parameters is None:
+        if many:
+            cursor.executemany(operation, parameters)
+        elif parameters is None:
             cursor.execute(operation)
         else:
             cursor.execute(operation, parameters)
@@ -51,26 +53,11 @@ def _execute(
         cursor.close()
 
 
-def _executemany(
-    connection: sqlite3.Connection, operation: str, parameters: Sequence[Sequence[Any]]
-) -> _Outcome:
-    cursor = connection.cursor()
-    try:
-        cursor.executemany(operation, parameters)
-        description = cursor.description
-        rows = cursor.fetchall() if description else []
-        return description, rows, cursor.rowcount, cursor.lastrowid
-    finally:
-        cursor.close()
-
-
-async def _in_thread(
-    connection: Any, statement: Callable[[sqlite3.Connection, str, Any], _Outcome], *args: Any
-) -> _Outcome:
-    """Run `statement(sqlite3 connection, …)` as one item of aiosqlite's queue."""
+async def _in_thread(connection: Any, operation: str, parameters: Any, many: bool) -> _Outcome:
+    """The statement as one item of aiosqlite's queue."""
     aio: aiosqlite.Connection = connection
     run: Callable[..., Awaitable[_Outcome]] = aio._execute  # untyped in aiosqlite
-    return await run(statement, aio._conn, *args)
+    return await run(_statement, aio._conn, operation, parameters, many)
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
@@ -111,13 +98,11 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _execute_async(self, operation: Any, parameters: Any) -> Any:
         async with self._adapt_connection._execute_mutex:
-            self._keep(await _in_thread(self._connection, _execute, operation, parameters))
+            self._keep(await _in_thread(self._connection, operation, parameters, False))
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
         async with self._adapt_connection._execute_mutex:
-            self._keep(
-                await _in_thread(self._connection, _executemany, operation, seq_of_parameters)
-            )
+            self._keep(await _in_thread(self._connection, operation, seq_of_parameters, True))
 
     def nextset(self) -> None:
         raise NotImplementedError("sqlite3 has no result sets after the first")

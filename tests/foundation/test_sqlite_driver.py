@@ -73,8 +73,10 @@ async def test_results_counts_and_ids_come_back(engine: AsyncEngine) -> None:
             NOTES.update().where(NOTES.c.id > 2).values(text=NOTES.c.text + "!")
         )
         assert updated.rowcount == 2
+        many = await connection.execute(NOTES.insert(), [{"text": "e"}, {"text": "f"}])
+        assert many.rowcount == 2
         rows = await connection.execute(sa.select(NOTES.c.text).order_by(NOTES.c.id))
-        assert rows.scalars().all() == ["a", "b", "c!", "d!"]
+        assert rows.scalars().all() == ["a", "b", "c!", "d!", "e", "f"]
         assert (await connection.execute(sa.select(NOTES).where(NOTES.c.id == 99))).first() is None
 
 
