@@ -46,7 +46,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -559,10 +559,26 @@ async def dispatch_latency(fleet: Fleet, samples: int, marks: Marks) -> tuple[Ti
 # --- (c) transcript --------------------------------------------------------------------------
 
 
-def _process_cpu(pid: int) -> float:
-    """utime + stime of a process, in seconds (Linux)."""
+def _process_cpu(pid: int, *, children: bool = False) -> float:
+    """utime + stime of a process, in seconds (Linux); with `children`, also that of the
+    children it has reaped (the daemon's CLIs)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _broker_pid() -> int | None:
+    """The local RabbitMQ's Erlang VM, if this user may read its process entry."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            command = (entry / "cmdline").read_bytes()
+            if b"beam.smp" in command and b"rabbit" in command:
+                return int(entry.name)
+    return None
 
 
 async def transcript_latency(
@@ -606,12 +622,20 @@ async def transcript_latency(
 # --- (d) throughput --------------------------------------------------------------------------
 
 
-async def throughput(
-    fleet: Fleet, runs: int, parallel: int
-) -> tuple[float, float, int, list[Timing]]:
+@dataclass
+class Throughput:
+    runs_per_s: float = math.nan  # from the first assignment to the last finish
+    assign_per_s: float = math.nan
+    failed: int = 0
+    gaps: list[Timing] = field(default_factory=list)
+    # CPU per run over the phase, in ms, by process: the server (this process), the daemon,
+    # the CLIs it ran, the broker, the assigning clients.
+    cpu_ms: dict[str, float] = field(default_factory=dict)
+
+
+async def throughput(fleet: Fleet, runs: int, parallel: int, daemon_pid: int) -> Throughput:
     """Assign `runs` tasks as fast as `parallel` clients can, from a process of their own
-    (bench/dispatch_load.py); every run must succeed. Returns (runs per second from the first
-    assignment to the last finish, assignments per second, failed runs)."""
+    (bench/dispatch_load.py); every run must succeed."""
     server = fleet.server
     tasks = await create_tasks(fleet, runs, "Throughput")
     ids = [uuid.UUID(t) for t in tasks]
@@ -648,6 +672,13 @@ async def throughput(
         await load.stdin.drain()
         if (await asyncio.wait_for(load.stdout.readline(), 60)).strip() != b"ready":
             raise RuntimeError("the assigning process did not start")
+        broker = _broker_pid()
+        cpu_before = {
+            "server": time.process_time(),
+            "daemon": _process_cpu(daemon_pid),
+            "CLIs": _process_cpu(daemon_pid, children=True) - _process_cpu(daemon_pid),
+            "broker": _process_cpu(broker) if broker else math.nan,
+        }
         started = time.monotonic()
         load.stdin.write(b"go\n")
         await load.stdin.drain()
@@ -663,13 +694,22 @@ async def throughput(
                 raise RuntimeError(f"throughput: only {done} of {runs} runs finished in time")
             await asyncio.sleep(0.02)
         elapsed = time.monotonic() - started
+        cpu_after = {
+            "server": time.process_time(),
+            "daemon": _process_cpu(daemon_pid),
+            "CLIs": _process_cpu(daemon_pid, children=True) - _process_cpu(daemon_pid),
+            "broker": _process_cpu(broker) if broker else math.nan,
+        }
     finally:
         if load.returncode is None:
             load.kill()
         await load.wait()
         await watcher.dispose()
-    gaps = await stage_gaps(server, ids)
-    return runs / elapsed, runs / answer["seconds"], failed, gaps
+    cpu_ms = {name: (cpu_after[name] - cpu_before[name]) * 1000 / runs for name in cpu_before}
+    cpu_ms["clients"] = answer["cpu_seconds"] * 1000 / runs
+    return Throughput(
+        runs / elapsed, runs / answer["seconds"], failed, await stage_gaps(server, ids), cpu_ms
+    )
 
 
 async def stage_gaps(server: Server, task_ids: list[uuid.UUID]) -> list[Timing]:
@@ -712,10 +752,7 @@ class Result:
     stages: list[Timing]
     transcript: Timing
     transcript_cpu: tuple[float, float]  # ms per line: this process, the daemon
-    runs_per_s: float
-    assign_per_s: float
-    failed: int
-    gaps: list[Timing]
+    throughput: Throughput
 
 
 async def bench_backend(backend: str, args: argparse.Namespace) -> Result:
@@ -747,25 +784,10 @@ async def bench_backend(backend: str, args: argparse.Namespace) -> Result:
                     transcript, transcript_cpu = await transcript_latency(
                         fleet, args.lines, go_dir, marks, daemon.pid
                     )
-                runs_per_s, assign_per_s, failed = math.nan, math.nan, 0
-                gaps: list[Timing] = []
+                runs = Throughput()
                 if "throughput" in args.phases:
-                    runs_per_s, assign_per_s, failed, gaps = await throughput(
-                        fleet, args.runs, args.parallel
-                    )
-        return Result(
-            backend,
-            hop,
-            floor,
-            dispatch,
-            stages,
-            transcript,
-            transcript_cpu,
-            runs_per_s,
-            assign_per_s,
-            failed,
-            gaps,
-        )
+                    runs = await throughput(fleet, args.runs, args.parallel, daemon.pid)
+        return Result(backend, hop, floor, dispatch, stages, transcript, transcript_cpu, runs)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -813,13 +835,23 @@ def report(result: Result, args: argparse.Namespace) -> None:
             f"(d) throughput: {args.runs} no-op runs, {args.agents} agents × concurrency"
             f" {args.concurrency}, machine max_concurrency {args.capacity}, {args.parallel} clients"
         )
+        d = r.throughput
         print(
-            f"  {r.runs_per_s:.0f} runs/s end to end (assignments accepted at {r.assign_per_s:.0f}/s),"
-            f" {r.failed} failed; target ≥ {TARGET_RUNS_PER_S:g}:"
-            f" {verdict(r.runs_per_s >= TARGET_RUNS_PER_S and not r.failed)}"
+            f"  {d.runs_per_s:.0f} runs/s end to end (assignments accepted at {d.assign_per_s:.0f}/s),"
+            f" {d.failed} failed; target ≥ {TARGET_RUNS_PER_S:g}:"
+            f" {verdict(d.runs_per_s >= TARGET_RUNS_PER_S and not d.failed)}"
         )
-        for gap in r.gaps:
+        for gap in d.gaps:
             print(gap.line())
+        # What the target asks of this box's CPUs, at the CPU per run measured in this phase.
+        parts = ", ".join(f"{name} {ms:.1f}" for name, ms in d.cpu_ms.items())
+        total = sum(ms for ms in d.cpu_ms.values() if not math.isnan(ms))
+        print(f"  CPU per run, ms: {parts}; {total:.1f} in all")
+        print(
+            f"  at {TARGET_RUNS_PER_S:g} runs/s that is {total * TARGET_RUNS_PER_S / 1000:.1f} CPUs"
+            f" busy (this box has {os.cpu_count()}); without the server's share,"
+            f" {(total - d.cpu_ms.get('server', 0)) * TARGET_RUNS_PER_S / 1000:.1f}"
+        )
 
 
 async def main(argv: list[str]) -> int:
@@ -867,7 +899,8 @@ async def main(argv: list[str]) -> int:
                 "transcript_p99_ms": _figure(first.transcript.p99, 3),
                 "transcript_cpu_ms_per_line": _figure(first.transcript_cpu[0], 3),
                 "daemon_cpu_ms_per_line": _figure(first.transcript_cpu[1], 3),
-                "runs_per_s": _figure(first.runs_per_s, 1),
+                "runs_per_s": _figure(first.throughput.runs_per_s, 1),
+                "run_cpu_ms": _figure(sum(first.throughput.cpu_ms.values(), 0.0), 1),
                 "database": first.backend,
             }
         )

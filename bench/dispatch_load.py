@@ -5,8 +5,8 @@ own process).
 The first stdin line is a JSON object: {"url", "token", "pairs": [[task id, agent id], …],
 "parallel"}. The process warms its connections up, answers `ready`, waits for `go`, then sends
 `assignTask` for every pair from `parallel` clients at once and answers one JSON line:
-{"seconds": from go to the last response, "errors": [first few GraphQL errors]}. Loopback only:
-the URL comes from the bench.
+{"seconds": from go to the last response, "cpu_seconds": its own CPU meanwhile, "errors": [first
+few GraphQL errors]}. Loopback only: the URL comes from the bench.
 """
 
 from __future__ import annotations
@@ -53,9 +53,14 @@ async def main() -> int:
                 if body.get("errors") and len(errors) < 5:
                     errors.append(body["errors"])
 
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         await asyncio.gather(*(assigner() for _ in range(parallel)))
-        print(json.dumps({"seconds": time.monotonic() - started, "errors": errors}), flush=True)
+        answer = {
+            "seconds": time.monotonic() - started,
+            "cpu_seconds": time.process_time() - cpu,
+            "errors": errors,
+        }
+        print(json.dumps(answer), flush=True)
     return 0
 
 

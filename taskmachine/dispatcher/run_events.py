@@ -47,7 +47,7 @@ from taskmachine.db import SessionFactory
 from taskmachine.domain import runs as run_domain
 from taskmachine.domain.events import emit, run_topic
 from taskmachine.live import EARLY_KEY, LiveHub
-from taskmachine.models import Run, TranscriptChunk, utcnow
+from taskmachine.models import Run, Task, TranscriptChunk, utcnow
 from taskmachine.models.base import new_id
 from taskmachine.wire.errors import WireError
 from taskmachine.wire.runs import RunFinished, RunOutput, RunStarted, parse_run_event
@@ -256,7 +256,17 @@ async def _apply_moves(
 ) -> list[Verdict]:
     """A burst that starts or finishes the run: its row is read for update, and each event is
     checked against it as the events before it left it."""
-    run = await session.get(Run, events[0][1].run_id, with_for_update=True)
+    # The run's task comes in the same statement: the moves read it (the timeline) and, once it
+    # is in the session, reading it sends nothing and flushes nothing.
+    found = (
+        await session.execute(
+            sa.select(Run, Task)
+            .outerjoin(Task, Task.id == Run.task_id)
+            .where(Run.id == events[0][1].run_id)
+            .with_for_update(of=Run)
+        )
+    ).first()
+    run = found[0] if found is not None else None
     verdicts: list[Verdict] = []
     for machine_id, event in events:
         holder = _Holder(run.machine_id, run.attempt) if run is not None else _Holder(None, 0)
