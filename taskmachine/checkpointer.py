@@ -12,13 +12,13 @@ threshold. SQLite's own checkpoint stays on as the safety net.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from taskmachine.background import stop_task
 from taskmachine.schema.state import AppState
 
 log = logging.getLogger("taskmachine.checkpointer")
@@ -55,11 +55,8 @@ class WalCheckpointer:
             self._task = asyncio.create_task(self._run(path), name="wal-checkpointer")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _run(self, path: Path) -> None:
         while True:

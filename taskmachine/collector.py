@@ -15,11 +15,11 @@ has less to look at and fits between two requests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
 
+from taskmachine.background import stop_task
 from taskmachine.foreground import Foreground
 from taskmachine.metrics import Metrics
 from taskmachine.schema.state import AppState
@@ -54,11 +54,8 @@ class PacedCollector:
         self._task = asyncio.create_task(self._run(state.foreground), name="paced-collector")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self._was_enabled:
             gc.enable()
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -62,9 +63,39 @@ def create_engine(settings: Settings) -> AsyncEngine:
         event.listen(sync_engine, "connect", _sqlite_on_connect)
         event.listen(sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(
-        url, echo=settings.database_echo, pool_size=10, max_overflow=20, pool_pre_ping=True
+    engine = create_async_engine(
+        url,
+        echo=settings.database_echo,
+        pool_size=10,
+        max_overflow=20,
+        # Room for every statement the server sends, per connection (the default, 100, let
+        # hot statements be prepared again when a connection had served other pages).
+        connect_args={"prepared_statement_cache_size": 500},
     )
+    event.listen(engine.sync_engine.pool, "connect", _mark_fresh)
+    event.listen(engine.sync_engine.pool, "checkout", _ping_on_checkout)
+    return engine
+
+
+_FRESH = "taskmachine.fresh"
+
+
+def _mark_fresh(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info[_FRESH] = True
+
+
+def _ping_on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    """A pooled connection whose server went away (a restart, a killed backend) is replaced
+    before anyone uses it: SQLAlchemy's `pool_pre_ping`, in one round trip. Its asyncpg ping
+    wraps the query in BEGIN … ROLLBACK (three round trips on every checkout) to suit
+    pgbouncer's transaction mode, which is not how we connect."""
+    if record.info.pop(_FRESH, False):
+        return  # connected just now
+    try:
+        await_(dbapi_connection.driver_connection.fetchrow(";"))
+    except Exception as exc:
+        # The pool drops this connection and checks out a new one.
+        raise DisconnectionError("the pooled connection no longer answers") from exc
 
 
 def create_session_factory(

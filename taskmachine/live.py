@@ -32,6 +32,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from taskmachine.background import stop_task
 from taskmachine.domain.events import KICK_KEY, PENDING_KEY
 
 log = logging.getLogger(__name__)
@@ -83,10 +84,7 @@ class LiveHub:
             self._pump = asyncio.create_task(self._run_pump(), name="live-pump")
 
     async def stop(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+        await stop_task(self._pump)
         if self._connection is not None:
             await self._connection.close()
 
@@ -170,6 +168,10 @@ class LiveHub:
     def watch(self, watcher: Watcher) -> None:
         """Call `watcher(topic, payload)` for every committed event, before subscribers get it."""
         self._watchers.append(watcher)
+
+    def unwatch(self, watcher: Watcher) -> None:
+        if watcher in self._watchers:
+            self._watchers.remove(watcher)
 
     # -- ahead of the commit ---------------------------------------------------------------
 

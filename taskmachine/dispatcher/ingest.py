@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import aiormq.abc
 from aio_pika.abc import AbstractChannel, AbstractRobustChannel
 
+from taskmachine.background import stop_task
 from taskmachine.db import SessionFactory
 from taskmachine.dispatcher.heartbeats import apply_heartbeats, latest_per_machine
 from taskmachine.foreground import Foreground
@@ -110,10 +111,7 @@ class HeartbeatIngest:
             self._consumer = None
             with contextlib.suppress(Exception):
                 await underlay.basic_cancel(tag)
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        await stop_task(self._flusher)
         await self._flush(everything=True)
 
     async def _consume(self) -> None:

@@ -27,6 +27,7 @@ from aio_pika.exceptions import DeliveryError, PublishError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskmachine.auth.tokens import TokenHasher
+from taskmachine.background import stop_task
 from taskmachine.db import SessionFactory
 from taskmachine.dispatcher.link import PUBLISH_TIMEOUT, BrokerLink
 from taskmachine.domain import runs as run_domain
@@ -208,9 +209,7 @@ class Relay:
     async def flush_marks(self) -> None:
         """Write the pending marks now (on stop, and for tests)."""
         if self._marker is not None and not self._marker.done():
-            self._marker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._marker
+            await stop_task(self._marker)
         self._marker = None
         if self._unmarked:
             ids = list(self._unmarked)
@@ -254,10 +253,7 @@ class Relay:
         self._task = asyncio.create_task(self._loop(), name="relay")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         try:
             await self.flush_marks()
         except Exception:  # unmarked rows go out again after a restart; claims drop duplicates

@@ -91,6 +91,10 @@ class RunEvents:
         hub.watch(self._on_committed)
         self.early = 0  # chunks delivered ahead of their commit (for tests and the bench)
 
+    def close(self) -> None:
+        """Stop listening to the hub (the dispatcher stopped; the hub may outlive it)."""
+        self.hub.unwatch(self._on_committed)
+
     async def handle(self, key: EventRoutingKey, message: AbstractIncomingMessage) -> None:
         run_key = _run_key(key.run_id or "")
         backlog = self._backlog.get(run_key)

@@ -33,6 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 
+from taskmachine.background import stop_task
 from taskmachine.db import SessionFactory
 from taskmachine.dispatcher.relay import Relay
 from taskmachine.domain import machines as machine_domain
@@ -479,9 +480,6 @@ class Scheduler:
             event.remove(self._session_class, "after_commit", self._after_commit)
             event.remove(self._session_class, "after_soft_rollback", self._after_rollback)
             self._session_class = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         if self._sends:
             await asyncio.gather(*self._sends, return_exceptions=True)

@@ -93,6 +93,8 @@ class Dispatcher:
             await self.claims.stop()
         if self.events is not None:
             await self.events.stop()
+        if self.run_events is not None:
+            self.run_events.close()
         if self.ingest is not None:
             await self.ingest.stop()
         if self.link is not None:

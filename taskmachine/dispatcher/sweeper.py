@@ -7,7 +7,6 @@ machine that stays down for a day makes one item, not one per sweep.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -16,6 +15,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskmachine.background import stop_task
 from taskmachine.db import SessionFactory
 from taskmachine.domain import machines as machine_domain
 from taskmachine.domain import runs as run_domain
@@ -266,7 +266,4 @@ class Sweeper:
         self._task = asyncio.create_task(self._loop(), name="sweeper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)

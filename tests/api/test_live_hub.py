@@ -178,3 +178,18 @@ async def test_a_malformed_live_message_is_dropped_and_what_follows_still_arrive
             await exchange.publish(aio_pika.Message(body, type=kind), routing_key="run.r1")
         await change(here_db, "run.r1", {"seq": 2}, keep=True)
         assert await drain(theirs) == [{"seq": 2}]
+
+
+async def test_a_watcher_hears_every_commit_until_it_stops_watching(settings: Settings) -> None:
+    heard: list[tuple[str, dict[str, Any]]] = []
+
+    def watcher(topic: str, payload: dict[str, Any]) -> None:
+        heard.append((topic, payload))
+
+    async with server_process(settings, broker=False) as (hub, factory):
+        hub.watch(watcher)
+        await change(factory, "run.r1", {"seq": 1}, keep=True)
+        await change(factory, "run.r1", {"seq": 2}, keep=False)
+        hub.unwatch(watcher)
+        await change(factory, "run.r1", {"seq": 3}, keep=True)
+    assert heard == [("run.r1", {"seq": 1})]

@@ -38,6 +38,7 @@ from aio_pika.abc import (
     AbstractQueue,
 )
 
+from taskmachine.background import stop_task
 from taskmachine.daemon.adapters import Adapter, ProviderOverrides, get_adapter
 from taskmachine.daemon.config import MachineConfig
 from taskmachine.daemon.executor.claim import BrokerClaimer, Claimer, ClaimUnavailable
@@ -157,11 +158,8 @@ class RunExecutor:
                 self._claimer.attach(exchange)
             jobs = await connection.channel()
             queues = await open_machine_queues(jobs, self._machine_id)
-            if self._consumer is not None:
-                self._consumer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._consumer
-                self._consumer = None
+            await stop_task(self._consumer)
+            self._consumer = None
             self._jobs = (jobs, queues.jobs)
             if not self._draining.is_set():
                 self._start_consumer()

@@ -28,6 +28,7 @@ from collections import deque
 import aio_pika
 from aio_pika.abc import AbstractExchange
 
+from taskmachine.background import stop_task
 from taskmachine.daemon.executor.spool import RunEvent, Spool, SpooledEvent
 from taskmachine.daemon.waits import Backoff
 from taskmachine.wire.topology import run_event_routing_key
@@ -90,11 +91,8 @@ class EventPublisher:
     async def stop(self) -> None:
         if self._retry is not None:
             self._retry.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def emit(self, event: RunEvent) -> None:
         """Write the event to the spool (durable from here on) and have the sender publish it."""

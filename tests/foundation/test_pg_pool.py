@@ -1,0 +1,30 @@
+"""A PostgreSQL connection that died in the pool is replaced before a request uses it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from taskmachine.db import create_engine, create_session_factory
+from taskmachine.settings import Settings
+from tests.conftest import Templates, _pg_execute
+
+
+async def test_a_killed_pooled_connection_is_replaced_unseen(
+    templates: Templates, tmp_path: Path
+) -> None:
+    url, name = await templates.clone("postgres")
+    engine = create_engine(Settings(data_dir=tmp_path, database_url=url))
+    factory = create_session_factory(engine)
+    try:
+        async with factory() as session:
+            killed = await session.scalar(sa.text("SELECT pg_backend_pid()"))
+        await _pg_execute(f"SELECT pg_terminate_backend({int(killed)})")
+        async with factory() as session:
+            # The same pool, the next request: it gets a live connection, not an error.
+            replaced = await session.scalar(sa.text("SELECT pg_backend_pid()"))
+        assert replaced != killed
+    finally:
+        await engine.dispose()
+        await templates.drop(name)
