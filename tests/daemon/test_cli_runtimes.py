@@ -113,12 +113,14 @@ def test_cli_does_not_import_the_server_side() -> None:
         "taskmachine.resolvers",
         "taskmachine.server",
         "sqlalchemy",
+        "aiosqlite",
         "strawberry",
         "starlette",
         "uvicorn",
     )
     script = (
         "import sys, taskmachine.cli.app, taskmachine.daemon.detect, taskmachine.daemon.config\n"
+        "import taskmachine.daemon.daemon, taskmachine.daemon.executor.executor\n"
         f"bad = [m for m in sys.modules if m.startswith({forbidden!r})]\n"
         "print(','.join(bad))\n"
     )
