@@ -19,7 +19,8 @@ Printed, in one run:
     graphql-transport-ws) receives it;
 (d) throughput: many tasks assigned at once (several agents, raised agent concurrency and
     machine capacity) by clients in a process of their own (bench/dispatch_load.py) → every run
-    succeeded: runs per second.
+    succeeded: runs per second; and the CPU each process spent per run (server, daemon, the CLIs
+    it ran, the broker, the clients), with the CPUs the target would keep busy at that cost.
 
 The last line is one JSON object (the first database's figures; SQLite, the embedded default).
 
