@@ -674,12 +674,17 @@ async def throughput(fleet: Fleet, runs: int, parallel: int, daemon_pid: int) ->
         if (await asyncio.wait_for(load.stdout.readline(), 60)).strip() != b"ready":
             raise RuntimeError("the assigning process did not start")
         broker = _broker_pid()
-        cpu_before = {
-            "server": time.process_time(),
-            "daemon": _process_cpu(daemon_pid),
-            "CLIs": _process_cpu(daemon_pid, children=True) - _process_cpu(daemon_pid),
-            "broker": _process_cpu(broker) if broker else math.nan,
-        }
+
+        def cpu_now() -> dict[str, float]:
+            daemon = _process_cpu(daemon_pid)
+            return {
+                "server": time.process_time(),
+                "daemon": daemon,
+                "CLIs": _process_cpu(daemon_pid, children=True) - daemon,
+                "broker": _process_cpu(broker) if broker else math.nan,
+            }
+
+        cpu_before = cpu_now()
         started = time.monotonic()
         load.stdin.write(b"go\n")
         await load.stdin.drain()
@@ -695,12 +700,7 @@ async def throughput(fleet: Fleet, runs: int, parallel: int, daemon_pid: int) ->
                 raise RuntimeError(f"throughput: only {done} of {runs} runs finished in time")
             await asyncio.sleep(0.02)
         elapsed = time.monotonic() - started
-        cpu_after = {
-            "server": time.process_time(),
-            "daemon": _process_cpu(daemon_pid),
-            "CLIs": _process_cpu(daemon_pid, children=True) - _process_cpu(daemon_pid),
-            "broker": _process_cpu(broker) if broker else math.nan,
-        }
+        cpu_after = cpu_now()
     finally:
         if load.returncode is None:
             load.kill()

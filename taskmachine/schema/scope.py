@@ -66,7 +66,7 @@ def active_scope() -> OperationScope | None:
 
 
 def current_scope() -> OperationScope:
-    scope = _current.get()
+    scope = active_scope()
     if scope is None:
         raise RuntimeError("no GraphQL operation scope is active")
     return scope
