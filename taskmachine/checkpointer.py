@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from taskmachine.background import stop_task
 from taskmachine.schema.state import AppState
+from taskmachine.wal_checkpoint import passive_checkpoint
 
 log = logging.getLogger("taskmachine.checkpointer")
 
@@ -32,14 +33,6 @@ def sqlite_path(database_url: str) -> Path | None:
     if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
         return None
     return Path(url.database)
-
-
-def _checkpoint(path: Path) -> None:
-    connection = sqlite3.connect(path, timeout=0)
-    try:
-        connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    finally:
-        connection.close()
 
 
 class WalCheckpointer:
@@ -62,6 +55,6 @@ class WalCheckpointer:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                await asyncio.to_thread(_checkpoint, path)
+                await asyncio.to_thread(passive_checkpoint, path)
             except sqlite3.Error as exc:  # busy or locked: the next round, or SQLite's own
                 log.debug("passive checkpoint skipped: %s", exc)

@@ -195,16 +195,11 @@ class Relay:
     async def _mark_later(self) -> None:
         await asyncio.sleep(MARK_DELAY)
         while self._unmarked:
-            ids = list(self._unmarked)[:MARK_CHUNK]
             try:
-                async with self.session_factory() as session:
-                    await self._set_published(session, ids)
-                    await session.commit()
+                await self._write_marks(list(self._unmarked)[:MARK_CHUNK])
             except Exception:  # the database is away: try again; the rows are remembered
                 log.warning("outbox rows not marked yet", exc_info=True)
                 await asyncio.sleep(1.0)
-                continue
-            self._unmarked.difference_update(ids)
 
     async def flush_marks(self) -> None:
         """Write the pending marks now (on stop, and for tests)."""
@@ -212,11 +207,14 @@ class Relay:
             await stop_task(self._marker)
         self._marker = None
         if self._unmarked:
-            ids = list(self._unmarked)
-            async with self.session_factory() as session:
-                await self._set_published(session, ids)
-                await session.commit()
-            self._unmarked.difference_update(ids)
+            await self._write_marks(list(self._unmarked))
+
+    async def _write_marks(self, ids: list[uuid.UUID]) -> None:
+        """Mark these sent rows published, and forget them once that committed."""
+        async with self.session_factory() as session:
+            await self._set_published(session, ids)
+            await session.commit()
+        self._unmarked.difference_update(ids)
 
     @staticmethod
     async def _set_published(session: AsyncSession, ids: list[uuid.UUID]) -> None:

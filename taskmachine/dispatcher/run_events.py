@@ -316,11 +316,9 @@ def _holder_verdict(holder: _Holder, machine_id: uuid.UUID, run_id: uuid.UUID) -
 
 
 class _ChunkInsert:
-    """The chunk insert, built and compiled once per dialect: `INSERT … SELECT … ON CONFLICT
-    DO NOTHING RETURNING id`, whose SELECT is the holder check (a row only if the sender holds
-    the run at this attempt; for share on PostgreSQL, so a concurrent move waits for us)."""
-
-    _PARAMS = ("id", "run_id", "attempt", "seq", "events", "created_at", "machine_id")
+    """The chunk insert, built once per dialect: `INSERT … SELECT … ON CONFLICT DO NOTHING
+    RETURNING id`, whose SELECT is the holder check (a row only if the sender holds the run at
+    this attempt; for share on PostgreSQL, so a concurrent move waits for us)."""
 
     def __init__(self, dialect: sa.Dialect) -> None:
         columns = _CHUNKS.c
@@ -347,14 +345,6 @@ class _ChunkInsert:
             .on_conflict_do_nothing(index_elements=["run_id", "attempt", "seq"])
             .returning(columns.id)
         )
-        # For SQLite, the SQL and its positional parameters as the driver takes them.
-        compiled = self.statement.compile(dialect=dialect)
-        self.sql = compiled.string
-        self.order = list(compiled.positiontup or ())
-        self.processors = {
-            name: compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in self._PARAMS
-        }
 
     def params(self, chunk: _Chunk) -> dict[str, Any]:
         event = chunk.event
@@ -368,14 +358,6 @@ class _ChunkInsert:
             "machine_id": chunk.sender,
         }
 
-    def driver_params(self, chunk: _Chunk) -> list[Any]:
-        values = self.params(chunk)
-        processed = []
-        for name in self.order:
-            process = self.processors[name]
-            processed.append(values[name] if process is None else process(values[name]))
-        return processed
-
 
 _INSERTS: dict[str, _ChunkInsert] = {}
 
@@ -387,18 +369,7 @@ async def _store_output(session: AsyncSession, chunk: _Chunk, *, early: bool) ->
     insert = _INSERTS.get(dialect.name)
     if insert is None:
         insert = _INSERTS[dialect.name] = _ChunkInsert(dialect)
-    if dialect.name == "sqlite":
-        # Straight to aiosqlite, in the transaction the session began: one trip to its thread,
-        # where a statement through SQLAlchemy's adapter takes four (cursor, execute, fetch,
-        # close), and no statement to build.
-        connection = await session.connection()
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None
-        rows = await driver.execute_fetchall(insert.sql, insert.driver_params(chunk))
-        stored = bool(rows)
-    else:
-        stored = await session.scalar(insert.statement, insert.params(chunk)) is not None
-    if not stored:
+    if await session.scalar(insert.statement, insert.params(chunk)) is None:
         return False
     topic = run_topic(chunk.event.run_id)
     if early:

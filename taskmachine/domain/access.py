@@ -45,6 +45,11 @@ async def require(
     session: AsyncSession, principal: Principal, workspace_id: uuid.UUID, key: str
 ) -> Role:
     role = await require_member(session, principal, workspace_id)
+    require_permission(role, key)
+    return role
+
+
+def require_permission(role: Role, key: str) -> None:
+    """For a caller whose role is known already (read along with the row it asks for)."""
     if not has_permission(role, key):
         raise Forbidden(f"your role ({role.value}) lacks the permission {key}")
-    return role

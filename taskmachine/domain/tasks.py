@@ -9,10 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskmachine.auth.permissions import has_permission
 from taskmachine.auth.principal import Principal
 from taskmachine.domain import access, validate
-from taskmachine.domain.errors import BadInput, Forbidden, NotFound
+from taskmachine.domain.errors import BadInput, NotFound
 from taskmachine.domain.events import board_topic, emit, task_topic
 from taskmachine.domain.lookup import in_workspace, visible
 from taskmachine.models import (
@@ -142,8 +141,7 @@ async def editable_task(
 ) -> Task:
     # `visible` has read the caller's role already: no second membership read.
     task, role = await visible(session, principal, Task, task_id, "task")
-    if not has_permission(role, key):
-        raise Forbidden(f"your role ({role.value}) lacks the permission {key}")
+    access.require_permission(role, key)
     return task
 
 

@@ -40,11 +40,22 @@ async def server_process(
 
 
 async def change(
-    factory: SessionFactory, topic: str, payload: dict[str, Any], *, keep: bool
+    factory: SessionFactory,
+    topic: str,
+    payload: dict[str, Any],
+    *,
+    keep: bool,
+    early: bool = False,
 ) -> None:
+    """A transaction that announces `payload` and commits (`keep`) or rolls back. `early`: the
+    event was handed to this process's subscribers already (`deliver_early`), so the transaction
+    leaves it for the other processes, as the run-events applier does."""
     async with factory() as session:
         await session.execute(sa.text("SELECT 1"))
-        emit(session, topic, payload)
+        if early:
+            session.info[EARLY_KEY] = [(topic, payload)]
+        else:
+            emit(session, topic, payload)
         if keep:
             await session.commit()
         else:
@@ -110,13 +121,7 @@ async def test_an_event_delivered_ahead_of_its_commit_reaches_each_subscriber_on
             # Joining before the transaction ends: the pending event comes first.
             async with here.subscribe("run.r1") as joined:
                 assert joined.get_nowait() is payload
-            async with here_db() as session:
-                await session.execute(sa.text("SELECT 1"))
-                session.info[EARLY_KEY] = [("run.r1", payload)]
-                if keep:
-                    await session.commit()
-                else:
-                    await session.rollback()
+            await change(here_db, "run.r1", payload, keep=keep, early=True)
             here.settle_early("run.r1", [payload])
             async with here.subscribe("run.r1") as after:
                 assert after.empty()

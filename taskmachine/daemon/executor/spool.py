@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from taskmachine.wal_checkpoint import passive_checkpoint
 from taskmachine.wire.runs import RunFinished, RunOutput, RunStarted
 
 RunEvent = RunStarted | RunOutput | RunFinished
@@ -142,7 +143,7 @@ class Spool:
         if self._writes >= CHECKPOINT_EVERY and self._checkpoint is None:
             self._writes = 0
             self._checkpoint = asyncio.create_task(
-                asyncio.to_thread(_checkpoint, self.path), name="tama-spool-checkpoint"
+                asyncio.to_thread(passive_checkpoint, self.path), name="tama-spool-checkpoint"
             )
             self._checkpoint.add_done_callback(self._checkpointed)
 
@@ -251,12 +252,3 @@ class Spool:
             (time.time() - older_than_seconds,),
         )
         return cursor.rowcount
-
-
-def _checkpoint(path: Path) -> None:
-    """Copy the log into the database (a worker thread; passive, so appends go on meanwhile)."""
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    finally:
-        db.close()
