@@ -39,6 +39,25 @@ async def server_process(
         await engine.dispose()
 
 
+Queue = asyncio.Queue[dict[str, Any]]
+
+
+@contextlib.asynccontextmanager
+async def two_processes(
+    settings: Settings, topic: str
+) -> AsyncIterator[tuple[LiveHub, SessionFactory, LiveHub, Queue, Queue]]:
+    """Two server processes on the broker, each with a subscriber of `topic`: the hub and the
+    sessions of the first ("here", where changes are made), the hub of the second, and the two
+    subscribers."""
+    async with (
+        server_process(settings) as (here, here_db),
+        server_process(settings) as (there, _),
+        here.subscribe(topic) as mine,
+        there.subscribe(topic) as theirs,
+    ):
+        yield here, here_db, there, mine, theirs
+
+
 async def change(
     factory: SessionFactory,
     topic: str,
@@ -75,10 +94,7 @@ async def test_a_commit_reaches_local_subscribers_once_and_other_processes_throu
     broker_settings: Settings,
 ) -> None:
     async with (
-        server_process(broker_settings) as (here, here_db),
-        server_process(broker_settings) as (there, _),
-        here.subscribe("run.r1") as mine,
-        there.subscribe("run.r1") as theirs,
+        two_processes(broker_settings, "run.r1") as (_, here_db, there, mine, theirs),
         there.subscribe("run.other") as elsewhere,
     ):
         await change(here_db, "run.r1", {"seq": 1}, keep=True)
@@ -108,12 +124,7 @@ async def test_without_a_broker_a_commit_fans_out_inside_the_process(settings: S
 async def test_an_event_delivered_ahead_of_its_commit_reaches_each_subscriber_once(
     broker_settings: Settings,
 ) -> None:
-    async with (
-        server_process(broker_settings) as (here, here_db),
-        server_process(broker_settings) as (there, _),
-        here.subscribe("run.r1") as mine,
-        there.subscribe("run.r1") as theirs,
-    ):
+    async with two_processes(broker_settings, "run.r1") as (here, here_db, _, mine, theirs):
         kept, dropped = {"seq": 1}, {"seq": 2}
         for payload, keep in ((kept, True), (dropped, False)):
             here.deliver_early("run.r1", payload)
