@@ -6,7 +6,7 @@
     supervisor.py  the CLI's process group: limits, cancel (SIGTERM, grace, SIGKILL), cleanup
     workspace.py   run folders, git worktrees on tama/run-<id>, skill files, diff stat
     output.py      live transcript batching (at once when idle, ≤ 50 ms / 64 KB under load)
-    publisher.py   spool → tama.events, in order, with confirms; replay after reconnect
+    publisher.py   spool → tama.events, in order, ≤ 64 confirms awaited; replay after reconnect
     spool.py       the SQLite spool in the state directory
     provider.py    model provider overrides (env var or config key)
     idle.py        the Executor protocol the daemon's loops use, and IdleExecutor

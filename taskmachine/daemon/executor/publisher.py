@@ -3,7 +3,9 @@
 `emit` writes the event to the spool (one SQLite statement), then hands it to the sender, the one
 place that publishes; nothing is published before it is in the spool. The sender publishes each
 event (persistent, as the machine's broker user, with a confirm and a timeout) and deletes what
-the broker confirmed from the spool.
+the broker confirmed from the spool. Up to `WINDOW` publishes await their confirms at once, in
+spool order: one channel delivers them in the order they were published, so a dropped connection
+leaves a prefix at the broker, and what follows goes out again in order.
 
 The sender works in two modes. Caught up, it publishes the events `emit` hands it, at once and in
 spool order (no read of the spool on a line's way out). Otherwise it walks the spool, oldest
@@ -12,7 +14,8 @@ far behind that the handed events took too much memory. Having read everything i
 is caught up again. When a publish fails the sender stops, and the next pass starts again from
 the oldest unconfirmed event: after `attach` at once, otherwise after a short backoff (a robust
 connection comes back by itself). A re-sent event may reach the server twice; its (run, attempt,
-seq) tells the server it already has it.
+seq) tells the server it already has it. Only a broker's nack (an internal error of the queue)
+can put an event behind later ones, which the server applies by their (run, attempt, seq) too.
 
 Spool ids grow in commit order and `emit` appends and hands over under one lock, so the handed
 events are in id order too: the sender can tell by id alone what it already sent from the spool.
@@ -24,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractExchange
@@ -37,8 +41,17 @@ log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 10.0
 _BATCH = 256
+# Publishes awaiting their confirms at most. Waiting for each confirm before the next publish
+# (several ms under load) would cap a machine at a few hundred events a second.
+WINDOW = 64
 # Handed events held in memory at most; past this the sender reads them from the spool instead.
 FRESH_MAX_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class _InFlight:
+    spool_id: int
+    confirm: asyncio.Future[None]
 
 
 class EventPublisher:
@@ -154,20 +167,25 @@ class EventPublisher:
                 self._retry = asyncio.get_running_loop().call_later(delay, self._kick)
 
     async def _send_all(self, exchange: AbstractExchange) -> bool:
-        """Publish until nothing is left to send; False if a publish failed."""
+        """Publish until nothing is left to send and all of it is confirmed; False if a publish
+        failed."""
+        in_flight: deque[_InFlight] = deque()
         try:
             while self._exchange is exchange:
                 if self._caught_up:
                     event = self._next_fresh()
                     if event is None:
-                        break
-                    await self._publish(exchange, event)
-                    self._sent(event)
-                    if len(self._confirmed) >= _BATCH:  # a steady stream never idles
-                        await self._delete_confirmed()
+                        if not in_flight:
+                            break
+                        # Whatever is emitted meanwhile goes out after this confirm at most.
+                        await self._confirm_oldest(in_flight)
+                        continue
+                    await self._send(exchange, event, in_flight)
                     continue
                 overflows = self._overflows
-                await self._delete_confirmed()  # else the walk would send them again
+                # Else the walk from the oldest would send them again; what is in flight is
+                # above `_sent_upto`, where the walk goes on.
+                await self._delete_confirmed()
                 batch = await self._spool.pending(self._sent_upto, _BATCH)
                 if not batch:
                     # Whatever was appended after that read has been (or will be) handed over,
@@ -175,8 +193,7 @@ class EventPublisher:
                     self._caught_up = overflows == self._overflows
                     continue
                 for event in batch:
-                    await self._publish(exchange, event)
-                    self._sent(event)
+                    await self._send(exchange, event, in_flight)
             return True
         except asyncio.CancelledError:
             raise
@@ -187,7 +204,32 @@ class EventPublisher:
             )
             return False
         finally:
+            # Unconfirmed events stay in the spool and go out again on the next pass.
+            for flight in in_flight:
+                flight.confirm.cancel()
+            await asyncio.gather(*(f.confirm for f in in_flight), return_exceptions=True)
             await self._delete_confirmed()
+
+    async def _send(
+        self, exchange: AbstractExchange, event: SpooledEvent, in_flight: deque[_InFlight]
+    ) -> None:
+        """Start publishing `event`, then wait for confirms only while `WINDOW` are out."""
+        # Tasks start in the order they were created, and the publish takes the channel's lock
+        # before it first yields, so the broker gets the events in spool order.
+        confirm = asyncio.ensure_future(self._publish(exchange, event))
+        in_flight.append(_InFlight(event.id, confirm))
+        self._sent_upto = event.id
+        while len(in_flight) >= WINDOW:
+            await self._confirm_oldest(in_flight)
+        if len(self._confirmed) >= _BATCH:  # a steady stream never idles
+            await self._delete_confirmed()
+
+    async def _confirm_oldest(self, in_flight: deque[_InFlight]) -> None:
+        """Wait for the oldest publish in flight; it raises if the broker did not take it."""
+        await in_flight[0].confirm
+        flight = in_flight.popleft()
+        self._confirmed.append(flight.spool_id)
+        self.published += 1
 
     def _next_fresh(self) -> SpooledEvent | None:
         """The oldest handed event not yet sent (one the spool walk sent is dropped)."""
@@ -197,11 +239,6 @@ class EventPublisher:
             if event.id > self._sent_upto:
                 return event
         return None
-
-    def _sent(self, event: SpooledEvent) -> None:
-        self._sent_upto = event.id
-        self._confirmed.append(event.id)
-        self.published += 1
 
     async def _delete_confirmed(self) -> None:
         if self._confirmed:
