@@ -31,7 +31,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, defer
+from sqlalchemy.orm.attributes import set_committed_value
 
 from taskmachine.background import stop_task
 from taskmachine.db import SessionFactory
@@ -57,6 +58,8 @@ from taskmachine.wire.runs import RunJob, RunLimits
 log = logging.getLogger("taskmachine.scheduler")
 
 BATCH = 1000
+# Run columns a pass leaves in the database (kilobytes each) unless the run goes.
+_HEAVY = (Run.input, Run.compiled_prompt, Run.error, Run.usage, Run.diff_stat)
 # A PostgreSQL advisory lock ("tamadisp"), held by a pass or an inline dispatch until it commits.
 DISPATCH_LOCK = 0x74616D6164697370
 # Jobs an inline dispatch recorded, published once the request's transaction commits.
@@ -134,6 +137,8 @@ async def schedule_once(
             .where(Run.status == RunStatus.QUEUED)
             .order_by(Run.id)
             .limit(BATCH)
+            # The instructions only for the runs that go (see _dispatch), not for every waiting one.
+            .options(*(defer(column, raiseload=True) for column in _HEAVY))
         )
     ).all()
     if not rows:
@@ -155,70 +160,82 @@ async def schedule_once(
         row.chat_id for row in on_machine if row.chat_id
     }
     order = sorted(queued, key=lambda r: (-run_domain.effective_priority(r, now), r.id))
-    dispatched: Dispatched = []
+    chosen: list[tuple[Run, Agent, Runtime, Machine]] = []
     position = 0
-    for run in order:
-        agent = agents.get(run.agent_id)
-        runtime = runtimes.get(run.runtime_id) if run.runtime_id else None
-        machine = machines.get(runtime.machine_id) if runtime else None
-        subject = run.task_id or run.chat_id
-        reason = why_waits(
-            run,
-            agent,
-            runtime,
-            machine,
-            settings,
-            now,
-            subject_busy=subject in busy_subjects,
-            agent_load=agent_load[agent.id] if agent else 0,
-            machine_load=machine_load[machine.id] if machine else 0,
-        )
-        if reason is None:
-            assert agent is not None and runtime is not None and machine is not None
-            job = await _dispatch(session, run, agent, runtime, machine, settings, render)
-            if job is not None:
-                dispatched.append((job, run))
+    # Nothing below reads what it changes: no flush before the one conditional update (a flush
+    # before each of a thousand reads would walk every run this pass loaded, each time).
+    with session.no_autoflush:
+        for run in order:
+            agent = agents.get(run.agent_id)
+            runtime = runtimes.get(run.runtime_id) if run.runtime_id else None
+            machine = machines.get(runtime.machine_id) if runtime else None
+            subject = run.task_id or run.chat_id
+            reason = why_waits(
+                run,
+                agent,
+                runtime,
+                machine,
+                settings,
+                now,
+                subject_busy=subject in busy_subjects,
+                agent_load=agent_load[agent.id] if agent else 0,
+                machine_load=machine_load[machine.id] if machine else 0,
+            )
+            if reason is None:
+                assert agent is not None and runtime is not None and machine is not None
+                chosen.append((run, agent, runtime, machine))
                 agent_load[agent.id] += 1
                 machine_load[machine.id] += 1
                 if subject is not None:
                     busy_subjects.add(subject)
-            continue
-        position += 1
-        # Waiting behind a run of the same task is where its follow-up belongs.
-        if subject is not None:
-            busy_subjects.add(subject)
-        if run.queue_reason != reason or run.queue_position != position:
-            run.queue_reason = reason
-            run.queue_position = position
-            emit(
-                session,
-                run_topic(run.id),
-                {"kind": "queue", "reason": reason, "position": position},
-            )
-    return dispatched
+                continue
+            position += 1
+            # Waiting behind a run of the same task is where its follow-up belongs.
+            if subject is not None:
+                busy_subjects.add(subject)
+            if run.queue_reason != reason or run.queue_position != position:
+                run.queue_reason = reason
+                run.queue_position = position
+                emit(
+                    session,
+                    run_topic(run.id),
+                    {"kind": "queue", "reason": reason, "position": position},
+                )
+        return await _dispatch(session, chosen, settings, render)
 
 
 async def _dispatch(
     session: AsyncSession,
-    run: Run,
-    agent: Agent,
-    runtime: Runtime,
-    machine: Machine,
+    chosen: list[tuple[Run, Agent, Runtime, Machine]],
     settings: Settings,
     render: JobRenderer,
-) -> OutboxMessage | None:
-    taken = await session.scalar(
-        sa.update(Run)
-        .where(Run.id == run.id, Run.status == RunStatus.QUEUED)
-        .values(machine_id=machine.id)
-        .returning(Run.id)
-        # The run's object is updated by hand below; the default would evaluate this WHERE
-        # against every run the pass loaded, in Python (milliseconds per dispatch).
-        .execution_options(synchronize_session=False)
-    )
-    if taken is None:
-        return None
-    return _record_dispatch(session, run, agent, runtime, machine, settings, render)
+) -> Dispatched:
+    """Take the chosen runs that are still queued (one conditional update: a run cancelled
+    meanwhile stays out) and record their dispatch. A run left out freed nothing this pass
+    counted on; the next pass counts again."""
+    if not chosen:
+        return []
+    taken = {
+        row.id: row
+        for row in await session.execute(
+            sa.update(Run)
+            .where(Run.id.in_([run.id for run, *_ in chosen]), Run.status == RunStatus.QUEUED)
+            .values(status=RunStatus.DISPATCHED)
+            .returning(Run.id, *_HEAVY)
+            # The runs' objects are updated by hand below; the default would evaluate this WHERE
+            # against every run the pass loaded, in Python.
+            .execution_options(synchronize_session=False)
+        )
+    }
+    for run, *_ in chosen:
+        if (row := taken.get(run.id)) is not None:
+            for column in _HEAVY:  # as loaded: the flush must not write them back
+                set_committed_value(run, column.key, getattr(row, column.key))
+    return [
+        (_record_dispatch(session, run, agent, runtime, machine, settings, render), run)
+        for run, agent, runtime, machine in chosen
+        if run.id in taken
+    ]
 
 
 def _record_dispatch(
