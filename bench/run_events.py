@@ -29,10 +29,12 @@ import statistics
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
@@ -43,6 +45,7 @@ from taskmachine.daemon.executor.publisher import EventPublisher
 from taskmachine.daemon.executor.spool import Spool
 from taskmachine.wire.runs import RunOutput
 
+T = TypeVar("T")
 USER = "guest"  # the publisher stamps user_id; the broker checks it against the connection's
 
 
@@ -63,21 +66,23 @@ class Arrivals:
 
     def __init__(self) -> None:
         self.at: dict[tuple[str, int], float] = {}
+        self._per_run: Counter[str] = Counter()
         self._changed = asyncio.Event()
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         body = json.loads(message.body)
-        self.at.setdefault((body["run_id"], body["seq"]), time.perf_counter())
+        key = (body["run_id"], body["seq"])
+        if key not in self.at:
+            self.at[key] = time.perf_counter()
+            self._per_run[key[0]] += 1
         self._changed.set()
 
-    async def wait(self, run_id: uuid.UUID, count: int) -> float:
-        """When the last of `count` events of the run arrived."""
-        key = str(run_id)
+    async def wait(self, run_id: uuid.UUID, count: int) -> None:
+        """Until `count` events of the run have arrived."""
         async with asyncio.timeout(120):
-            while sum(1 for run, _ in self.at if run == key) < count:
+            while self._per_run[str(run_id)] < count:
                 self._changed.clear()
                 await self._changed.wait()
-        return max(at for (run, _), at in self.at.items() if run == key)
 
 
 class RawSender:
@@ -95,7 +100,7 @@ class RawSender:
             user_id=USER,
         )
         publish = self.exchange.publish(message, routing_key="ev")
-        self.in_flight.append(asyncio.ensure_future(publish))
+        self.in_flight.append(asyncio.create_task(publish))
         while len(self.in_flight) >= self.window:
             await self.in_flight.pop(0)
 
@@ -141,9 +146,8 @@ async def confirmed(publisher: EventPublisher) -> None:
     assert await publisher.wait_sent(within=120), "events left unconfirmed"
 
 
-async def with_publisher(
-    workdir: Path, use: Callable[[EventPublisher], Awaitable[object]]
-) -> object:
+async def with_publisher(workdir: Path, use: Callable[[EventPublisher], Awaitable[T]]) -> T:
+    """`use` a started publisher over a spool of its own."""
     spool = await Spool.open(workdir / f"spool-{uuid.uuid4().hex}.db")
     publisher = EventPublisher(spool, str(uuid.uuid4()), USER)
     publisher.start()
@@ -187,7 +191,8 @@ async def main(argv: list[str]) -> int:
                 started = time.perf_counter()
                 publisher.attach(exchange)
                 await confirmed(publisher)
-                return args.events / (time.perf_counter() - started)
+                count: int = args.events
+                return count / (time.perf_counter() - started)
 
             async def paced_publisher(publisher: EventPublisher) -> list[float]:
                 publisher.attach(exchange)
@@ -199,8 +204,8 @@ async def main(argv: list[str]) -> int:
                 ("serial", RawSender(exchange, 1)),
             ):
                 rates[key] = await burst(args.events, sender.send, sender.confirmed)
-            rates["publisher"] = float(await with_publisher(workdir, caught_up))
-            rates["replay"] = float(await with_publisher(workdir, replayed))
+            rates["publisher"] = await with_publisher(workdir, caught_up)
+            rates["replay"] = await with_publisher(workdir, replayed)
             await queue.purge()
 
             consumer = await connection.channel()
@@ -211,7 +216,6 @@ async def main(argv: list[str]) -> int:
             )
             serial_ms = await paced(arrivals, args.rate, args.seconds, RawSender(exchange, 1).send)
             publisher_ms = await with_publisher(workdir, paced_publisher)
-            assert isinstance(publisher_ms, list)
             await consumed.cancel(tag)
         finally:
             cleanup = await connection.channel()

@@ -227,15 +227,15 @@ async def _dispatch(
             .execution_options(synchronize_session=False)
         )
     }
-    for run, *_ in chosen:
-        if (row := taken.get(run.id)) is not None:
-            for column in _HEAVY:  # as loaded: the flush must not write them back
-                set_committed_value(run, column.key, getattr(row, column.key))
-    return [
-        (_record_dispatch(session, run, agent, runtime, machine, settings, render), run)
-        for run, agent, runtime, machine in chosen
-        if run.id in taken
-    ]
+    dispatched: Dispatched = []
+    for run, agent, runtime, machine in chosen:
+        if (row := taken.get(run.id)) is None:
+            continue
+        for column in _HEAVY:  # as loaded: the flush must not write them back
+            set_committed_value(run, column.key, getattr(row, column.key))
+        job = _record_dispatch(session, run, agent, runtime, machine, settings, render)
+        dispatched.append((job, run))
+    return dispatched
 
 
 def _record_dispatch(

@@ -216,7 +216,7 @@ class EventPublisher:
         """Start publishing `event`, then wait for confirms only while `WINDOW` are out."""
         # Tasks start in the order they were created, and the publish takes the channel's lock
         # before it first yields, so the broker gets the events in spool order.
-        confirm = asyncio.ensure_future(self._publish(exchange, event))
+        confirm = asyncio.create_task(self._publish(exchange, event))
         in_flight.append(_InFlight(event.id, confirm))
         self._sent_upto = event.id
         while len(in_flight) >= WINDOW:
