@@ -66,8 +66,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
         url,
         echo=settings.database_echo,
-        pool_size=10,
-        max_overflow=20,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_overflow,
         # Room for every statement the server sends, per connection (the default, 100, let
         # hot statements be prepared again when a connection had served other pages).
         connect_args={"prepared_statement_cache_size": 500},

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     # Empty means SQLite under data_dir. PostgreSQL: postgresql+asyncpg://user@host/db
     database_url: str = ""
     database_echo: bool = False
+    # PostgreSQL: connections the pool keeps open, and how many more a burst may open (each of
+    # those is closed when returned: a new backend, its handshake and its prepared statements).
+    database_pool_size: int = Field(default=30, ge=1, le=500)
+    database_pool_overflow: int = Field(default=10, ge=0, le=500)
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     # RabbitMQ's management HTTP API, used to create one broker user per machine.

@@ -20,7 +20,7 @@ import hmac
 import secrets
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,7 +94,17 @@ class IllegalTransition(Conflict):
     pass
 
 
-def effective_priority(run: Run, now: datetime) -> int:
+class Aging(Protocol):
+    """What a run's place in line is computed from (a Run, or the pass's light row)."""
+
+    @property
+    def priority(self) -> int: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def effective_priority(run: Aging, now: datetime) -> int:
     waited = max(0.0, (now - run.created_at).total_seconds())
     return min(9, run.priority + int(waited // AGING_SECONDS))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -25,6 +26,32 @@ async def test_a_killed_pooled_connection_is_replaced_unseen(
             # The same pool, the next request: it gets a live connection, not an error.
             replaced = await session.scalar(sa.text("SELECT pg_backend_pid()"))
         assert replaced != killed
+    finally:
+        await engine.dispose()
+        await templates.drop(name)
+
+
+async def test_bursts_reuse_the_pools_connections(templates: Templates, tmp_path: Path) -> None:
+    """Connections up to the pool's size stay open between bursts (a new one is a new backend,
+    its handshake and its prepared statements); a burst beyond size and overflow waits."""
+    url, name = await templates.clone("postgres")
+    engine = create_engine(
+        Settings(
+            data_dir=tmp_path, database_url=url, database_pool_size=4, database_pool_overflow=0
+        )
+    )
+    factory = create_session_factory(engine)
+
+    async def backend() -> int:
+        async with factory() as session:
+            pid = await session.scalar(sa.text("SELECT pg_backend_pid() FROM pg_sleep(0.05)"))
+            return int(pid)
+
+    try:
+        first = set(await asyncio.gather(*(backend() for _ in range(8))))
+        second = set(await asyncio.gather(*(backend() for _ in range(8))))
+        assert len(first) == 4
+        assert second == first
     finally:
         await engine.dispose()
         await templates.drop(name)
