@@ -13,6 +13,7 @@ from taskmachine import logs
 from taskmachine.cli.common import connected_config, fail
 from taskmachine.daemon import exit_codes
 from taskmachine.daemon.daemon import Daemon
+from taskmachine.daemon.executor.supervisor import watch_children_from_the_loop
 from taskmachine.daemon.startup import StartupError, install, uninstall
 
 app = typer.Typer(
@@ -47,6 +48,7 @@ def daemon_command(
     for name in ("aio_pika", "aiormq"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     daemon = Daemon(cfg)
+    watch_children_from_the_loop()
     code = asyncio.run(daemon.run())
     if code not in (exit_codes.OK, exit_codes.RESTART_FOR_UPDATE) and daemon.exit_message:
         typer.echo(f"tama: {daemon.exit_message}", err=True)
