@@ -193,7 +193,8 @@ async def bench_backend(backend: str, runs: int, samples: int) -> dict[str, floa
         p50, p99 = summary(values)
         key = name.split(":")[0].split()[0]
         figures[f"{key}_p50_ms"], figures[f"{key}_p99_ms"] = round(p50, 2), round(p99, 2)
-        print(f"  {name:<26} p50 {p50:8.2f} ms   p99 {p99:8.2f} ms   (n={len(values)})")
+        beside = f"   p50 = {p50 / summary(floor)[0]:.1f}× the floor" if values is not floor else ""
+        print(f"  {name:<26} p50 {p50:8.2f} ms   p99 {p99:8.2f} ms   (n={len(values)}){beside}")
     return figures
 
 
