@@ -16,7 +16,7 @@ Printed per database, p50 / p99 over `--samples` passes:
 The live events a pass emits are not sent (no LiveHub here); their fan-out is measured with the
 rest of the server by bench/dispatch.py.
 
-    .venv/bin/python bench/scheduler_pass.py [--runs 1000] [--samples 40]
+    .venv/bin/python -m bench.scheduler_pass [--runs 1000] [--samples 40]
         [--backends sqlite,postgres]
 
 The last line is one JSON object: the first database's figures.
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import secrets
@@ -34,13 +33,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench.dispatch import database
 from taskmachine import __version__
 from taskmachine import models as m
 from taskmachine.db import SessionFactory, create_engine, create_session_factory
@@ -49,27 +48,7 @@ from taskmachine.migrate import upgrade
 from taskmachine.server_cli import _tune_gc as tune_gc
 from taskmachine.settings import Settings
 
-PG_ADMIN = os.environ.get("TASKMACHINE_BENCH_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 AGENTS = 4
-
-
-@contextlib.asynccontextmanager
-async def database(backend: str, workdir: Path) -> AsyncIterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{workdir / 'pass.db'}"
-        return
-    name = f"tm_bench_pass_{secrets.token_hex(4)}"
-    admin = create_async_engine(f"{PG_ADMIN}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"{PG_ADMIN}/{name}"
-        finally:
-            async with admin.connect() as conn:
-                await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.dispose()
 
 
 def seed(runs: int) -> list[list[m.Base]]:
