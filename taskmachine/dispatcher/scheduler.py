@@ -138,7 +138,7 @@ class _Waiting:
     queue_position: int | None
 
 
-_WAITING = sa.select(
+_WAITING = sa.select(  # in _Waiting's order
     Run.id,
     Run.agent_id,
     Run.runtime_id,
