@@ -7,7 +7,7 @@ event loop, so a sample's wall time is the pass's own (its CPU and its database'
 
 Printed per database, p50 / p99 over `--samples` passes:
 
-- floor: the pass's first read alone (the queued runs, in one statement);
+- floor: the queued runs read in one statement, three of the nine columns the pass reads;
 - steady: a pass where nothing changed (every run waits for the same reason, in the same place);
 - moving: a pass after one run of an agent finished, so that agent's next run goes and every run
   behind it moves up one place (what a pass does under load: a dispatch and hundreds of new
@@ -165,7 +165,7 @@ async def bench_backend(backend: str, runs: int, samples: int) -> dict[str, floa
     figures: dict[str, float | str] = {"database": backend, "queued_after": left}
     print(f"== {backend}: {runs} runs queued, 4 agents at 1/1 ==")
     for name, values in (
-        ("floor: the pass's read", floor),
+        ("floor: the queued runs", floor),
         ("steady pass", steady),
         ("moving pass", moving),
     ):

@@ -208,12 +208,12 @@ async def schedule_once(
     placed = (
         await session.execute(
             sa.select(Runtime, Machine)
-            .outerjoin(Machine, Machine.id == Runtime.machine_id)
+            .join(Machine, Machine.id == Runtime.machine_id)
             .where(Runtime.id.in_(runtime_ids))
         )
     ).all()
-    runtimes = {row[0].id: row[0] for row in placed}
-    machines = {row[1].id: row[1] for row in placed if row[1] is not None}
+    runtimes = {runtime.id: runtime for runtime, _ in placed}
+    machines = {machine.id: machine for _, machine in placed}
     # Once per runtime, not per run (it parses the daemon's version).
     blockers = {
         runtime.id: runtime_blocker(runtime, machines.get(runtime.machine_id), settings, now)
