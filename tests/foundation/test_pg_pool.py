@@ -1,4 +1,5 @@
-"""A PostgreSQL connection that died in the pool is replaced before a request uses it."""
+"""PostgreSQL's pool: a connection that died in it is replaced before a request uses it; its
+connections outlive bursts; a quiet server keeps using its most recent one."""
 
 from __future__ import annotations
 
@@ -52,6 +53,35 @@ async def test_bursts_reuse_the_pools_connections(templates: Templates, tmp_path
         second = set(await asyncio.gather(*(backend() for _ in range(8))))
         assert len(first) == 4
         assert second == first
+    finally:
+        await engine.dispose()
+        await templates.drop(name)
+
+
+async def test_one_request_at_a_time_keeps_to_one_backend(
+    templates: Templates, tmp_path: Path
+) -> None:
+    """After a burst opened several connections, requests that come one at a time all use the
+    one returned last (its statements prepared, its backend warm), not each pooled one in turn."""
+    url, name = await templates.clone("postgres")
+    engine = create_engine(
+        Settings(
+            data_dir=tmp_path, database_url=url, database_pool_size=4, database_pool_overflow=0
+        )
+    )
+    factory = create_session_factory(engine)
+
+    async def backend(pause: float = 0.0) -> int:
+        async with factory() as session:
+            pid = await session.scalar(sa.text(f"SELECT pg_backend_pid() FROM pg_sleep({pause})"))
+            return int(pid)
+
+    try:
+        burst = set(await asyncio.gather(*(backend(0.05) for _ in range(4))))
+        assert len(burst) == 4
+        quiet = {await backend() for _ in range(8)}
+        assert len(quiet) == 1
+        assert quiet <= burst
     finally:
         await engine.dispose()
         await templates.drop(name)
