@@ -69,7 +69,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_overflow,
         # The most recently returned connection first: a quiet server keeps using one warm
-        # backend (its prepared statements and caches hot) instead of cycling through the pool.
+        # backend instead of taking each pooled one in turn, after it sat idle for the others.
         pool_use_lifo=True,
         # Room for every statement the server sends, per connection (the default, 100, let
         # hot statements be prepared again when a connection had served other pages).

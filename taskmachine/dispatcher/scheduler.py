@@ -216,7 +216,7 @@ async def schedule_once(
     machines = {machine.id: machine for _, machine in placed}
     # Once per runtime, not per run (it parses the daemon's version).
     blockers = {
-        runtime.id: runtime_blocker(runtime, machines.get(runtime.machine_id), settings, now)
+        runtime.id: runtime_blocker(runtime, machines[runtime.machine_id], settings, now)
         for runtime in runtimes.values()
     }
     on_machine = (
@@ -238,7 +238,7 @@ async def schedule_once(
     for run in order:
         agent = agents.get(run.agent_id)
         runtime = runtimes.get(run.runtime_id) if run.runtime_id else None
-        machine = machines.get(runtime.machine_id) if runtime else None
+        machine = machines[runtime.machine_id] if runtime else None
         subject = run.task_id or run.chat_id
         reason = why_waits(
             agent,
