@@ -95,6 +95,10 @@ class ClaimDesk:
     async def _decide(self, batch: list[_Claim]) -> list[ClaimOutcome]:
         try:
             async with self.session_factory() as session:
+                if session.get_bind().dialect.name == "postgresql":
+                    # One statement, atomic by itself (see claim_many): no BEGIN or COMMIT
+                    # round trips on the way from the daemon's claim to its answer.
+                    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
                 accepted = await run_domain.claim_many(
                     session,
                     [(machine_id, claim.run_id, claim.attempt) for machine_id, claim, _ in batch],

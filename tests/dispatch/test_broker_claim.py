@@ -13,6 +13,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from taskmachine.daemon.executor import BrokerClaimer, ClaimUnavailable
 from taskmachine.wire import topology
 from taskmachine.wire.control import parse_control
+from tests.api.gqlclient import Subscription, ws_session
 from tests.conftest import RunningServer
 from tests.dispatch.support import Fleet, JobInbox, assign, new_task, ready_fleet, runs_of
 from tests.machines.support import FakeDaemon, connect_machine, eventually
@@ -65,6 +66,31 @@ async def test_one_claim_per_attempt_wins_and_its_holder_may_ask_again(
     assert run["status"] == "CLAIMED"
     claimed = [h for h in run["history"] if h["toStatus"] == "CLAIMED"]
     assert len(claimed) == 1
+
+
+RUN_CHANGED = "subscription($r: ID!) { runChanged(runId: $r) { status attempt } }"
+
+
+async def test_an_accepted_claim_reaches_whoever_watches_the_run(
+    machine_server: RunningServer,
+) -> None:
+    """On PostgreSQL the claim is one statement with no transaction around it: its news still
+    goes out once it is written, as every committed change's does."""
+    fleet = await ready_fleet(machine_server)
+    claimer = await _claimer(fleet, fleet.daemon)
+    job, _ = await _dispatched(machine_server, fleet)
+    hub = machine_server.state.hub
+    async with ws_session(machine_server.ws_url, fleet.who.token) as session:
+        watchers = hub.subscriber_count
+        sub = Subscription(session, RUN_CHANGED, {"r": job["run_id"]})
+
+        async def listening() -> bool:
+            return bool(hub.subscriber_count > watchers)
+
+        await eventually(listening)
+        assert await claimer.claim(uuid.UUID(job["run_id"]), 1) is True
+        assert (await sub.next())["runChanged"] == {"status": "CLAIMED", "attempt": 1}
+        await sub.close()
 
 
 async def test_a_malformed_claim_is_dead_lettered_and_claims_go_on(
