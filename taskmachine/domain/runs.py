@@ -271,6 +271,10 @@ async def claim(
     return accepted
 
 
+_CLAIMED_BY_MACHINE = "claimed by its machine"
+_Claimed = set[tuple[uuid.UUID, int, uuid.UUID | None]]
+
+
 async def claim_many(
     session: AsyncSession, claims: list[tuple[uuid.UUID, uuid.UUID, int]], lease: float
 ) -> list[bool]:
@@ -284,7 +288,7 @@ async def claim_many(
         taken = await _claim_with_history(session, wanted, now, lease_ends)
     else:
         taken = await _claim_then_history(session, wanted, now, lease_ends)
-    held: set[tuple[uuid.UUID, int, uuid.UUID | None]] = set()
+    held: _Claimed = set()
     rest = {run_id for run_id, attempt, machine_id in wanted} - {t[0] for t in taken}
     if rest:
         held = {
@@ -303,10 +307,6 @@ async def claim_many(
         (run_id, attempt, machine_id) in taken or (run_id, attempt, machine_id) in held
         for machine_id, run_id, attempt in claims
     ]
-
-
-_CLAIMED_BY_MACHINE = "claimed by its machine"
-_Claimed = set[tuple[uuid.UUID, int, uuid.UUID | None]]
 
 
 async def _claim_then_history(
