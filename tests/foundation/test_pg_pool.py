@@ -1,5 +1,6 @@
 """PostgreSQL's pool: a connection that died in it is replaced before a request uses it; its
-connections outlive bursts; a quiet server keeps using its most recent one."""
+connections outlive bursts; a quiet server keeps using its most recent one; a connection lent
+in autocommit (as the claim desk does) comes back transactional."""
 
 from __future__ import annotations
 
@@ -82,6 +83,37 @@ async def test_one_request_at_a_time_keeps_to_one_backend(
         quiet = {await backend() for _ in range(8)}
         assert len(quiet) == 1
         assert quiet <= burst
+    finally:
+        await engine.dispose()
+        await templates.drop(name)
+
+
+async def test_a_connection_lent_in_autocommit_comes_back_transactional(
+    templates: Templates, tmp_path: Path
+) -> None:
+    """The claim desk runs its one statement with no transaction around it. The next request on
+    the same connection must get a transaction again: its rollback undoes its writes."""
+    url, name = await templates.clone("postgres")
+    engine = create_engine(
+        Settings(
+            data_dir=tmp_path, database_url=url, database_pool_size=1, database_pool_overflow=0
+        )
+    )
+    factory = create_session_factory(engine)
+    try:
+        async with factory() as session:
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            lent = await session.scalar(sa.text("SELECT pg_backend_pid()"))
+            await session.execute(sa.text("CREATE TABLE probe (n integer)"))
+            await session.execute(sa.text("INSERT INTO probe VALUES (1)"))
+            await session.commit()
+        async with factory() as session:
+            assert await session.scalar(sa.text("SELECT pg_backend_pid()")) == lent
+            await session.execute(sa.text("INSERT INTO probe VALUES (2)"))
+            await session.rollback()
+        async with factory() as session:
+            kept = (await session.scalars(sa.text("SELECT n FROM probe ORDER BY n"))).all()
+        assert kept == [1]
     finally:
         await engine.dispose()
         await templates.drop(name)
