@@ -23,6 +23,11 @@ from taskmachine.sqlite_driver import OneTripDBAPI
 SessionFactory = async_sessionmaker[AsyncSession]
 
 
+def on_postgresql(session: AsyncSession) -> bool:
+    """Whether the session's database is PostgreSQL (the few statements that differ ask)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     # Foreign keys are off by default in SQLite; WAL lets readers run beside the one writer.
     cursor = dbapi_connection.cursor()

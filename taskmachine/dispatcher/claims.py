@@ -16,7 +16,7 @@ import uuid
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from taskmachine.db import SessionFactory
+from taskmachine.db import SessionFactory, on_postgresql
 from taskmachine.dispatcher.link import BrokerLink
 from taskmachine.domain import runs as run_domain
 from taskmachine.metrics import Metrics
@@ -95,7 +95,7 @@ class ClaimDesk:
     async def _decide(self, batch: list[_Claim]) -> list[ClaimOutcome]:
         try:
             async with self.session_factory() as session:
-                if session.get_bind().dialect.name == "postgresql":
+                if on_postgresql(session):
                     # One statement, atomic by itself (see claim_many): no BEGIN or COMMIT
                     # round trips on the way from the daemon's claim to its answer.
                     await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

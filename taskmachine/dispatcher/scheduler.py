@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 
 from taskmachine.background import stop_task
-from taskmachine.db import SessionFactory
+from taskmachine.db import SessionFactory, on_postgresql
 from taskmachine.dispatcher.relay import Relay
 from taskmachine.domain import machines as machine_domain
 from taskmachine.domain import runs as run_domain
@@ -167,7 +167,7 @@ _SET_PLACES_PG = sa.text(
 
 
 async def _set_places(session: AsyncSession, places: list[tuple[uuid.UUID, str, int]]) -> None:
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         runs, reasons, positions = zip(*places, strict=True)
         await session.execute(
             _SET_PLACES_PG,
@@ -360,7 +360,7 @@ def why_waits(
 async def lock_dispatch(session: AsyncSession, *, wait: bool) -> bool:
     """Take DISPATCH_LOCK for this transaction (PostgreSQL; SQLite needs none). With
     `wait=False`, False when another transaction holds it."""
-    if session.get_bind().dialect.name != "postgresql":
+    if not on_postgresql(session):
         return True
     if wait:
         await session.execute(sa.select(sa.func.pg_advisory_xact_lock(DISPATCH_LOCK)))

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskmachine.auth import tokens
 from taskmachine.auth.principal import Principal
+from taskmachine.db import on_postgresql
 from taskmachine.domain.errors import Conflict
 from taskmachine.domain.events import chat_topic, emit, kick, run_topic
 from taskmachine.domain.tasks import record
@@ -284,7 +285,7 @@ async def claim_many(
     now = utcnow()
     wanted = list({(run_id, attempt, machine_id) for machine_id, run_id, attempt in claims})
     lease_ends = now + timedelta(seconds=lease)
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         taken = await _claim_with_history(session, wanted, now, lease_ends)
     else:
         taken = await _claim_then_history(session, wanted, now, lease_ends)
